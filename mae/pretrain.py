@@ -1,0 +1,27 @@
+"""``python -m mae.pretrain --config NAME [--data_path DIR | --generated_data] [--output_dir DIR]
+[--resume [CKPT]] [--<any config key> VALUE ...]``
+
+Masked Autoencoder pretraining. The named config (mae/configs.yml) supplies the defaults and flags
+override them (``--help`` lists every key). Bad input is reported in one line with exit status 2.
+The loop itself lives in :mod:`mae.engine_pretrain` (imported after the flags are checked, so
+``--help`` and flag errors are instant).
+"""
+from __future__ import annotations
+
+import sys
+
+from mae import config
+from mae.errors import user_errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    with user_errors("mae.pretrain"):
+        cfg = config.parse(argv, job="pretrain")
+        from mae import engine_pretrain
+
+        engine_pretrain.run(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
