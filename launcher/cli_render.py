@@ -1,0 +1,44 @@
+"""`mae-launch render JOB`: the dry run — print what would run on each host, run nothing."""
+import click
+
+from launcher import options
+from launcher.cli import main
+from launcher.plan import check_run_id, new_run_id, plan_job
+
+
+@main.command()
+@click.argument("job", metavar="JOB")
+@options.inventory_option
+@click.option("--run-id", metavar="ID", default=None,
+              help="Run id to render with (default: a new one, YYYYmmdd-HHMMSS-xxxx).")
+@click.option("--host", "host_names", multiple=True, metavar="HOST",
+              help="Show only this host (repeatable).")
+@click.option("--commands", "commands_only", is_flag=True,
+              help="Print only the launch commands, not the whole job scripts.")
+def render(job, inventory_path, run_id, host_names, commands_only):
+    """Print the job script and launch command of JOB (pretrain, finetune or validate) for every host.
+
+    Nothing is run and no host is contacted. Secret env values never appear: the scripts read them
+    from a file the launcher writes at start. Example: mae-launch render pretrain -i pod64
+    """
+    inv = options.load(inventory_path)
+    run_id = check_run_id(run_id) if run_id is not None else new_run_id()
+    plan = plan_job(inv, job, run_id)
+    for name in host_names:
+        inv.host(name)  # unknown host -> error
+    click.echo(f"# job {plan.job} (config {plan.config}) of inventory {inv.name} ({inv.source_path}), run {plan.run_id}")
+    click.echo(f"# mode {plan.mode}, {plan.world_size} process(es): "
+               + "; ".join(f"{h} ranks {_ranks(r)}" for h, r in plan.placement.items()))
+    click.echo(f"# writes {plan.checkpoint}" + (f"; starts from {plan.consumed_checkpoint}" if plan.consumed_checkpoint else ""))
+    for hp in plan.hosts:
+        if host_names and hp.host.name not in host_names:
+            continue
+        role = "controller, " if hp.host is inv.controller else ""
+        click.echo(f"\n==> {hp.host.name} ({role}node {hp.node_rank}, {hp.host.connection}): {hp.script_path}")
+        click.echo(hp.command if commands_only else hp.script.rstrip("\n"))
+
+
+def _ranks(ranks) -> str:
+    if len(ranks) > 2 and ranks == list(range(ranks[0], ranks[-1] + 1)):
+        return f"{ranks[0]}-{ranks[-1]}"
+    return ",".join(map(str, ranks))

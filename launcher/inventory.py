@@ -1,0 +1,397 @@
+"""Load an inventory: YAML → schema (launcher/schema.py) → cross-checks → resolved `Inventory`.
+
+Every problem raises `InventoryError` with one sentence `file:line: key.path: what is wrong; what
+to do`. Nothing runs before the whole inventory is known to be consistent.
+
+Paths: absolute, `~/...` (the host's home; templates render it as "$HOME"/...), or relative.
+A relative `workdir` is relative to the inventory file's folder for `connection: local` hosts and to
+the home directory on SSH hosts; other relative paths are relative to the host's workdir. After
+loading, every host path is absolute or starts with `~/` (see `host_path`).
+"""
+import os
+import posixpath
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import pydantic
+import yaml
+
+from launcher import hostrange, yamlfile
+from launcher.errors import InventoryError, PlanError
+from launcher.schema import (JOB_NAMES, ClusterSpec, EnvValue, InventorySpec, JobSpec, NetworkSpec,
+                             PartitionSpec, PathsSpec, PoprunSpec, SshSettings)
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+CONFIGS_FILE = PACKAGE_ROOT / "mae" / "configs.yml"
+MASK = "***"
+# Jobs a job consumes when it does not say: finetune starts from pretrain, validate checks finetune.
+DEFAULT_CONSUMES = {"finetune": "pretrain", "validate": "finetune"}
+# The kind of named config (its `job:` in mae/configs.yml) each job needs.
+CONFIG_KIND = {"pretrain": "pretrain", "finetune": "finetune", "validate": "finetune"}
+
+
+class HostPath(str):
+    """A path on a host: absolute or `~/...`. The `q` filter renders `~/x` as "$HOME"/'x'."""
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str
+    port: Optional[int]              # None: ~/.ssh/config, then 22
+    user: Optional[str]              # None: ~/.ssh/config, then the local user
+    identity_file: Optional[str]
+    proxy_jump: Optional[str]
+    known_hosts: Optional[str]       # None: ~/.ssh/known_hosts (and ssh config's UserKnownHostsFile)
+    host_key_policy: str             # 'strict' | 'accept-new'
+    connect_timeout: Optional[float]
+    connection: str                  # 'ssh' | 'local'
+    workdir: HostPath                # resolved: absolute or ~/...
+    slots: Optional[int]
+
+    @property
+    def is_local(self) -> bool:
+        return self.connection == "local"
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str                        # pretrain | finetune | validate (entry point python -m mae.<name>)
+    config: str
+    partition: Optional[str]
+    replicas: Optional[int]
+    ipus_per_replica: Optional[int]
+    instances: Optional[int]         # poprun
+    nproc_per_node: Optional[int]    # torchrun
+    args: tuple
+    launcher_args: tuple
+    consumes: Optional[str]
+    data: Optional[str]              # as written; resolve per host with Inventory.host_path
+    env: dict
+
+
+@dataclass(frozen=True)
+class Inventory:
+    name: str
+    launcher: str
+    hosts: list
+    controller: Host
+    ssh: SshSettings
+    cluster: Optional[ClusterSpec]
+    partitions: dict
+    paths: PathsSpec
+    network: NetworkSpec
+    poprun: PoprunSpec
+    env: dict                        # name -> EnvValue (value, secret)
+    jobs: dict                       # name -> Job
+    source_path: Path
+    spec: InventorySpec = field(repr=False, compare=False)
+
+    def host(self, name: str) -> Host:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise PlanError(f"{self.source_path}: no host named {name!r}; hosts are {', '.join(h.name for h in self.hosts)}")
+
+    def job(self, name: str) -> Job:
+        if name not in self.jobs:
+            known = ", ".join(self.jobs) or "none"
+            raise PlanError(f"{self.source_path}: no job named {name!r} in this inventory (jobs: {known})")
+        return self.jobs[name]
+
+    def host_path(self, host: Host, value: Optional[str]) -> Optional[HostPath]:
+        """`value` as seen on `host`: relative paths are joined to the host's workdir."""
+        if value is None:
+            return None
+        return _join(host.workdir, _expand_local(value) if host.is_local else value)
+
+    def secret_values(self) -> list:
+        """Every secret value (inventory and job env), for scrubbing text before it is stored."""
+        envs = [self.env] + [j.env for j in self.jobs.values()]
+        return sorted({v.value for env in envs for v in env.values() if v.secret and v.value})
+
+    def snapshot(self) -> dict:
+        """Plain data for run records and printing: secrets replaced by '***'."""
+        data = self.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+        def mask(env):
+            return {k: (MASK if v.get("secret") else v["value"]) for k, v in env.items()}
+
+        data["env"] = mask(data.get("env", {}))
+        for job in data.get("jobs", {}).values():
+            if job.get("env"):
+                job["env"] = mask(job["env"])
+        data["hosts"] = [{k: v for k, v in vars(h).items() if v is not None} for h in self.hosts]
+        data["controller"] = self.controller.name
+        data["source_path"] = str(self.source_path)
+        return data
+
+
+def _expand_local(value: str) -> str:
+    return os.path.expanduser(value) if value.startswith("~") else value
+
+
+def _join(base: str, value: str) -> HostPath:
+    if value == "~" or value.startswith("~/") or value.startswith("/"):
+        return HostPath(posixpath.normpath(value) if value.startswith("/") else value)
+    return HostPath(posixpath.normpath(posixpath.join(base, value)))
+
+
+def known_configs(path: Path = CONFIGS_FILE) -> Optional[dict]:
+    """Named configs of mae/configs.yml, read as data: name -> settings (None when the file is absent)."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        return None
+    configs = data.get("configs", data) if isinstance(data, dict) else {}
+    return {str(k): (v if isinstance(v, dict) else {}) for k, v in configs.items()}
+
+
+class _Where:
+    """Builds `file:line: key.path: message` sentences."""
+
+    def __init__(self, path: Path, lines: dict):
+        self.path, self.lines = path, lines
+
+    def error(self, loc, message: str) -> InventoryError:
+        line = yamlfile.line_of(self.lines, loc)
+        key = _key_path(loc)
+        return InventoryError(f"{self.path}:{line}: {key + ': ' if key else ''}{message}")
+
+
+def _key_path(loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int) or (isinstance(part, str) and part.isdigit()):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _unwrap(tp):
+    """Strip Optional[...] and Annotated[...] from a type annotation."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
+
+
+def _allowed_keys(model, loc) -> list:
+    """Keys allowed in the mapping at `loc` (for 'unknown key' messages); [] when not a schema mapping."""
+    tp = model
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, pydantic.BaseModel):
+            fields = {(f.alias or n): f for n, f in tp.model_fields.items()}
+            if part not in fields:
+                return []
+            tp = fields[part].annotation
+        elif typing.get_origin(tp) is list:
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        else:
+            return []
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, pydantic.BaseModel):
+        return sorted((f.alias or n) for n, f in tp.model_fields.items())
+    return []
+
+
+def _schema_error(where: _Where, exc: pydantic.ValidationError) -> InventoryError:
+    errors = exc.errors(include_url=False)
+    errors.sort(key=lambda e: yamlfile.line_of(where.lines, [p for p in e["loc"] if p != "[key]"]))
+    first = errors[0]
+    loc = [p for p in first["loc"] if p != "[key]"]
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(InventorySpec, loc[:-1])
+        msg = "unknown key" + (f"; allowed keys here are {', '.join(allowed)}" if allowed else "; remove it")
+    elif kind == "missing":
+        msg = "this key is required; add it"
+    elif kind == "string_pattern_mismatch":
+        msg = f"{first['input']!r} contains characters not allowed here (letters, digits, '.', '_', '-'; not starting with '-')"
+    elif kind == "literal_error":
+        msg = first["msg"].replace("Input should be", "must be")
+    else:
+        msg = first["msg"].replace("Input should be", "must be")
+        if "[key]" in first["loc"]:
+            msg = f"bad name ({msg})"
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return where.error(loc, msg + more)
+
+
+def load_inventory(path, config_names: Optional[dict] = None) -> Inventory:
+    """Read, validate and resolve the inventory at `path`.
+
+    `config_names`: the named mae configs (name -> settings); by default read from mae/configs.yml
+    (no check when that file is absent).
+    """
+    path = Path(path)
+    data, lines = yamlfile.load(path)
+    where = _Where(path, lines)
+    if not isinstance(data, dict):
+        raise where.error((), "an inventory is a YAML mapping with at least name, launcher, hosts and jobs")
+    try:
+        spec = InventorySpec.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise _schema_error(where, exc) from None
+    except (RecursionError, ValueError, TypeError) as exc:  # cyclic aliases and the like
+        raise where.error((), f"the inventory cannot be validated ({' '.join(str(exc).split())[:200]})") from None
+    configs = known_configs() if config_names is None else config_names
+    return _resolve(spec, path, where, configs)
+
+
+def _resolve(spec: InventorySpec, path: Path, where: _Where, configs) -> Inventory:
+    hosts = _resolve_hosts(spec, path, where)
+    names = [h.name for h in hosts]
+    controller = hosts[0]
+    if spec.controller is not None:
+        if spec.controller not in names:
+            raise where.error(("controller",), f"{spec.controller!r} is not one of the hosts ({', '.join(names)}); name one of them")
+        controller = hosts[names.index(spec.controller)]
+    if spec.launcher == "poprun" and spec.cluster is None:
+        raise where.error(("launcher",), "poprun inventories need a `cluster:` section with vipu_server_host; add it")
+    jobs = {}
+    for name in JOB_NAMES:
+        job_spec = getattr(spec.jobs, "validate_" if name == "validate" else name)
+        if job_spec is not None:
+            jobs[name] = _resolve_job(spec, name, job_spec, len(hosts), hosts, where, configs)
+    if not jobs:
+        raise where.error(("jobs",), "no job defined; define at least one of pretrain, finetune, validate")
+    _check_consumes(jobs, where)
+    return Inventory(name=spec.name, launcher=spec.launcher, hosts=hosts, controller=controller, ssh=spec.ssh,
+                     cluster=spec.cluster, partitions=dict(spec.partitions), paths=spec.paths, network=spec.network,
+                     poprun=spec.poprun, env=dict(spec.env), jobs=jobs, source_path=path, spec=spec)
+
+
+def _resolve_hosts(spec: InventorySpec, path: Path, where: _Where) -> list:
+    hosts, seen, addresses = [], {}, {}
+    base_dir = path.resolve().parent
+    for index, hs in enumerate(spec.hosts):
+        loc = ("hosts", index)
+        try:
+            names = hostrange.expand(hs.name)
+        except ValueError as exc:
+            raise where.error(loc + ("name",), str(exc)) from None
+        if hs.address is not None and len(names) > 1:
+            raise where.error(loc + ("address",), f"one address for the {len(names)} hosts of range {hs.name!r}; give each host its own entry")
+        for name in names:
+            if not name or name.startswith("-") or "[" in name or "]" in name or "," in name:
+                raise where.error(loc + ("name",), f"{name!r} is not a usable host name")
+            if name in seen:
+                raise where.error(loc + ("name",), f"host {name!r} is listed twice (first at hosts[{seen[name]}]); remove one")
+            seen[name] = index
+
+            def pick(key):
+                own = getattr(hs, key)
+                return own if own is not None else getattr(spec.ssh, key)
+
+            workdir = hs.workdir if hs.workdir is not None else spec.paths.workdir
+            if hs.connection == "local":
+                workdir = _expand_local(workdir)
+                workdir = HostPath(os.path.normpath(workdir if os.path.isabs(workdir) else base_dir / workdir))
+            elif workdir.startswith("/"):
+                workdir = HostPath(posixpath.normpath(workdir))
+            elif workdir == "~" or workdir.startswith("~/"):
+                workdir = HostPath(workdir)
+            elif workdir.startswith("~"):
+                raise where.error(loc + ("workdir",), f"{workdir!r}: only ~/ (this user's home) is understood; write an absolute path")
+            else:
+                workdir = HostPath(posixpath.normpath("~/" + workdir))
+            address = hs.address or name
+            host = Host(name=name, address=address, port=pick("port"), user=pick("user"),
+                        identity_file=pick("identity_file"), proxy_jump=pick("proxy_jump"),
+                        known_hosts=pick("known_hosts"), host_key_policy=pick("host_key_policy") or "strict",
+                        connect_timeout=pick("connect_timeout"), connection=hs.connection, workdir=workdir,
+                        slots=hs.slots)
+            if not host.is_local:
+                key = (host.address, host.port or 22, host.user)
+                if key in addresses:
+                    raise where.error(loc + ("name",), f"hosts {addresses[key]!r} and {name!r} are the same machine ({address}); list it once")
+                addresses[key] = name
+            hosts.append(host)
+    return hosts
+
+
+def _resolve_job(spec, name: str, js: JobSpec, n_hosts: int, hosts, where: _Where, configs) -> Job:
+    loc = ("jobs", name)
+    if configs is not None:
+        if js.config not in configs:
+            raise where.error(loc + ("config",), f"unknown config {js.config!r}; named configs are in mae/configs.yml ({', '.join(sorted(configs))})")
+        kind = configs[js.config].get("job")
+        if kind is not None and kind != CONFIG_KIND[name]:
+            raise where.error(loc + ("config",), f"config {js.config!r} is a {kind} config but job {name} needs a {CONFIG_KIND[name]} config")
+    instances, nproc = js.instances, js.nproc_per_node
+    if spec.launcher == "poprun":
+        if js.nproc_per_node is not None:
+            raise where.error(loc + ("nproc_per_node",), "nproc_per_node is for torchrun inventories; poprun jobs use instances")
+        for key in ("partition", "replicas", "ipus_per_replica"):
+            if getattr(js, key) is None:
+                raise where.error(loc, f"poprun jobs need `{key}`; add it")
+        if js.partition not in spec.partitions:
+            known = ", ".join(spec.partitions) or "none defined"
+            raise where.error(loc + ("partition",), f"unknown partition {js.partition!r} (partitions: {known}); define it under partitions")
+        ipus = spec.partitions[js.partition].ipus
+        if js.replicas * js.ipus_per_replica != ipus:
+            raise where.error(loc, f"replicas x ipus_per_replica = {js.replicas} x {js.ipus_per_replica} = {js.replicas * js.ipus_per_replica} IPUs but partition {js.partition!r} has {ipus}; make them equal")
+        instances = instances or 1
+        if js.replicas % instances:
+            raise where.error(loc + ("instances",), f"{instances} instances do not divide {js.replicas} replicas; use a divisor of the replica count")
+        if instances % n_hosts:
+            raise where.error(loc + ("instances",), f"{instances} instances cannot spread evenly over {n_hosts} hosts; use a multiple of {n_hosts}")
+        per_host = instances // n_hosts
+        if configs is not None and js.config in configs:
+            cfg = configs[js.config]
+            for key, cfg_key in (("replicas", "replica"), ("ipus_per_replica", "ipus_per_replica")):
+                if cfg.get(cfg_key) is not None and cfg.get(cfg_key) != getattr(js, key):
+                    raise where.error(loc + (key,), f"{getattr(js, key)} disagrees with config {js.config!r} ({cfg_key}: {cfg.get(cfg_key)}); make them equal or pass --{cfg_key} in args")
+    else:
+        for key in ("partition", "ipus_per_replica", "instances"):
+            if getattr(js, key) is not None:
+                raise where.error(loc + (key,), f"{key} is for poprun inventories; torchrun jobs use nproc_per_node")
+        nproc = nproc or 1
+        if js.replicas is not None and js.replicas != nproc * n_hosts:
+            raise where.error(loc + ("replicas",), f"replicas {js.replicas} != {n_hosts} hosts x nproc_per_node {nproc}; fix one of them")
+        per_host = nproc
+    for h in hosts:
+        if h.slots is not None and per_host > h.slots:
+            raise where.error(loc, f"runs {per_host} processes per host but host {h.name!r} has {h.slots} slots")
+    if js.consumes is not None and js.consumes not in JOB_NAMES:
+        raise where.error(loc + ("consumes",), f"{js.consumes!r} is not a job; use pretrain, finetune or validate")
+    return Job(name=name, config=js.config, partition=js.partition, replicas=js.replicas,
+               ipus_per_replica=js.ipus_per_replica, instances=instances, nproc_per_node=nproc,
+               args=tuple(js.args), launcher_args=tuple(js.launcher_args), consumes=js.consumes,
+               data=js.data, env=dict(js.env))
+
+
+def _check_consumes(jobs: dict, where: _Where) -> None:
+    for name, job in list(jobs.items()):
+        if job.consumes is None and DEFAULT_CONSUMES.get(name) in jobs:
+            jobs[name] = job = _replace(job, consumes=DEFAULT_CONSUMES[name])
+        if job.consumes is not None and job.consumes not in jobs:
+            raise where.error(("jobs", name, "consumes"), f"job {job.consumes!r} is not defined in this inventory; define it or drop consumes")
+    for name in jobs:
+        chain, current = [name], jobs[name].consumes
+        while current is not None:
+            if current in chain:
+                cycle = " -> ".join(chain[chain.index(current):] + [current])
+                raise where.error(("jobs", name, "consumes"), f"jobs consume each other in a cycle ({cycle}); break it")
+            chain.append(current)
+            current = jobs[current].consumes
+
+
+def _replace(job: Job, **changes) -> Job:
+    from dataclasses import replace
+    return replace(job, **changes)

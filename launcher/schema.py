@@ -1,0 +1,180 @@
+"""The inventory schema (pydantic v2): what a YAML inventory may contain, key by key.
+
+Unknown keys are errors (a typo never goes unnoticed). SSH values left unset fall back to
+`~/.ssh/config` and then to ssh's own defaults when the connection is made, so a host alias
+configured there needs nothing here. Cross-field rules (topology, references) live in
+launcher/inventory.py.
+"""
+from typing import Annotated, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+# Names that end up in file names, command options and ssh arguments: no spaces, no leading '-'.
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*$", max_length=128)]
+HostPattern = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\[][A-Za-z0-9._,\[\]-]*$", max_length=256)]
+Address = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_:\[][A-Za-z0-9._:%\[\]-]*$", max_length=256)]
+UserName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*\$?$", max_length=64)]
+ProxyJump = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\[][A-Za-z0-9._@:%,\[\]-]*$", max_length=512)]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
+Interface = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._:-]*$", max_length=64)]
+# Paths may hold any character but NUL (they are always shell-quoted); `~/` means the host's home.
+PathStr = Annotated[str, StringConstraints(pattern=r"^[^\x00]+$", max_length=4096)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+Policy = Literal["strict", "accept-new"]
+JobName = Literal["pretrain", "finetune", "validate"]
+JOB_NAMES = ("pretrain", "finetune", "validate")
+
+
+def _scalar_to_str(value):
+    """YAML gives numbers and booleans for `2`, `1.5`, `true`: accept them where text is meant."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class SshSettings(Spec):
+    """SSH settings: inventory-wide under `ssh:`, overridable per host. Unset = ~/.ssh/config."""
+
+    user: Optional[UserName] = None
+    port: Optional[Port] = None
+    identity_file: Optional[PathStr] = None
+    proxy_jump: Optional[ProxyJump] = None
+    known_hosts: Optional[PathStr] = None
+    host_key_policy: Optional[Policy] = None  # inventory default: strict
+    connect_timeout: Optional[float] = Field(None, gt=0, le=3600)
+
+
+class HostSpec(SshSettings):
+    name: HostPattern
+    address: Optional[Address] = None
+    workdir: Optional[PathStr] = None
+    slots: Optional[int] = Field(None, ge=1, le=65536)
+    connection: Literal["ssh", "local"] = "ssh"
+
+
+class ClusterSpec(Spec):
+    """The V-IPU server that hands out partitions, and the allocation (cluster) they come from."""
+
+    vipu_server_host: Address
+    vipu_server_port: Optional[Port] = None  # poprun's default: 8090
+    allocation: Optional[Name] = None
+    timeout: int = Field(3600, ge=1, le=86400)
+
+
+class PartitionSpec(Spec):
+    ipus: int = Field(ge=1, le=65536)
+    update: bool = True
+    reset: Optional[bool] = None
+    remove: bool = False
+
+
+class PathsSpec(Spec):
+    workdir: PathStr = "~/mae-launch"
+    venv: Optional[PathStr] = ".venv"
+    sdk_enable: list[PathStr] = []
+    data: Optional[PathStr] = None
+    output: PathStr = "output"
+    executable_cache: Optional[PathStr] = None
+
+
+class NetworkSpec(Spec):
+    interface: Optional[Interface] = None
+    master_port: Port = 29500
+    rendezvous: Literal["static", "c10d"] = "static"
+
+
+class PoprunSpec(Spec):
+    verbosity: int = Field(2, ge=0, le=3)
+    log_level: Literal["TRACE", "DEBUG", "INFO", "WARN", "ERR", "OFF"] = "WARN"
+
+
+class EnvValue(Spec):
+    value: str
+    secret: bool = False
+
+    def __repr__(self) -> str:  # never show a secret by accident
+        return f"EnvValue(value={'***' if self.secret else repr(self.value)}, secret={self.secret})"
+
+    __str__ = __repr__
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _text(cls, value):
+        return _scalar_to_str(value)
+
+
+def _env_before(value):
+    if isinstance(value, dict):
+        return {k: (v if isinstance(v, dict) else {"value": v}) for k, v in value.items()}
+    return value
+
+
+class JobSpec(Spec):
+    config: Name
+    partition: Optional[Name] = None
+    replicas: Optional[int] = Field(None, ge=1, le=65536)
+    ipus_per_replica: Optional[int] = Field(None, ge=1, le=65536)
+    instances: Optional[int] = Field(None, ge=1, le=65536)
+    nproc_per_node: Optional[int] = Field(None, ge=1, le=4096)
+    args: list[str] = []
+    launcher_args: list[str] = []
+    consumes: Optional[str] = None
+    data: Optional[PathStr] = None
+    env: dict[EnvName, EnvValue] = {}
+
+    @field_validator("args", "launcher_args", mode="before")
+    @classmethod
+    def _words(cls, value):
+        return [_scalar_to_str(v) for v in value] if isinstance(value, list) else value
+
+    @field_validator("args", "launcher_args")
+    @classmethod
+    def _no_nul(cls, value):
+        if any("\x00" in v for v in value):
+            raise ValueError("arguments cannot contain NUL characters")
+        return value
+
+    _env = field_validator("env", mode="before")(classmethod(lambda cls, v: _env_before(v)))
+
+
+class JobsSpec(Spec):
+    pretrain: Optional[JobSpec] = None
+    finetune: Optional[JobSpec] = None
+    validate_: Optional[JobSpec] = Field(None, alias="validate")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class InventorySpec(Spec):
+    name: Name
+    launcher: Literal["poprun", "torchrun"]
+    ssh: SshSettings = SshSettings()
+    hosts: list[HostSpec] = Field(min_length=1)
+    controller: Optional[Name] = None
+    cluster: Optional[ClusterSpec] = None
+    partitions: dict[Name, PartitionSpec] = {}
+    paths: PathsSpec = PathsSpec()
+    network: NetworkSpec = NetworkSpec()
+    poprun: PoprunSpec = PoprunSpec()
+    env: dict[EnvName, EnvValue] = {}
+    jobs: JobsSpec
+
+    @field_validator("hosts", mode="before")
+    @classmethod
+    def _host_names(cls, value):
+        return [{"name": h} if isinstance(h, str) else h for h in value] if isinstance(value, list) else value
+
+    @field_validator("partitions", mode="before")
+    @classmethod
+    def _partition_sizes(cls, value):
+        if isinstance(value, dict):
+            return {k: ({"ipus": v} if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in value.items()}
+        return value
+
+    _env = field_validator("env", mode="before")(classmethod(lambda cls, v: _env_before(v)))

@@ -1,0 +1,89 @@
+"""Read a YAML file as data, remembering the line of every mapping key and list item.
+
+`load(path)` returns (data, lines) where `lines` maps a key path (a tuple of strings, list indexes
+as decimal strings) to its 1-based line, so schema errors can point at `file:line`.
+"""
+from pathlib import Path
+
+import yaml
+
+from launcher.errors import InventoryError
+
+MAX_NODES = 200_000  # aliases can make a small file describe a huge tree; refuse beyond this
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe loader (plain data only: no Python objects)."""
+
+
+def _where(path: Path, mark) -> str:
+    return f"{path}:{mark.line + 1}" if mark is not None else str(path)
+
+
+def _record_lines(root, lines: dict) -> None:
+    stack = [(root, ())]
+    seen = 0
+    while stack:
+        node, key_path = stack.pop()
+        seen += 1
+        if seen > MAX_NODES:
+            raise ValueError(f"the document expands to more than {MAX_NODES} values")
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    child = key_path + (str(key_node.value),)
+                    lines.setdefault(child, key_node.start_mark.line + 1)
+                    stack.append((value_node, child))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                child = key_path + (str(index),)
+                lines.setdefault(child, item.start_mark.line + 1)
+                stack.append((item, child))
+
+
+def load(path) -> tuple[object, dict]:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InventoryError(f"{path}: cannot read the inventory ({exc.strerror or exc}); check the path") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InventoryError(f"{path}: the inventory is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    return loads(text, path)
+
+
+def loads(text: str, path) -> tuple[object, dict]:
+    path = Path(path)
+    lines: dict = {(): 1}
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, lines
+        _record_lines(node, lines)
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
+        raise InventoryError(f"{_where(path, mark)}: YAML syntax error: {problem}") from None
+    except yaml.YAMLError as exc:
+        msg = " ".join(str(exc).split())
+        raise InventoryError(f"{path}: YAML error: {msg}") from None
+    except RecursionError:
+        raise InventoryError(f"{path}: the YAML is nested too deeply to be an inventory") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        msg = " ".join(str(exc).split())
+        raise InventoryError(f"{path}: YAML value cannot be read ({msg})") from None
+    finally:
+        loader.dispose()
+    return data, lines
+
+
+def line_of(lines: dict, loc) -> int:
+    """Line of the longest prefix of `loc` that has one (1 for the document itself)."""
+    key = tuple(str(part) for part in loc)
+    while key and key not in lines:
+        key = key[:-1]
+    return lines.get(key, 1)
