@@ -150,7 +150,9 @@ def coerce(key: str, value: Any, kind: type, nullable: bool) -> Any:
                 raise ValueError(f"'{key}' expects a list such as 3,3,2,2, got '{value}'") from None
         if not isinstance(value, list):
             raise ValueError(f"'{key}' expects a list such as 3,3,2,2, got '{value}'")
-        return [int(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in value]
+        if any(isinstance(v, (dict, list, bool)) or v is None for v in value):
+            raise ValueError(f"'{key}' expects a list of numbers or words such as 3,3,2,2, got '{value}'")
+        return value
     if isinstance(value, (dict, list)):
         raise ValueError(f"'{key}' expects a string, got '{value}'")
     value = str(value)
@@ -273,6 +275,8 @@ def parse(argv: list[str] | None = None, job: str = "pretrain", path=None) -> ar
     values = get(known.config, job, path)
     parser = build_parser(job, known.config, values, path)
     cfg = parser.parse_args(argv)
+    if cfg.job != JOB_SECTION[job]:
+        raise ConfigError(f"--job {cfg.job} does not fit python -m mae.{job}; drop the flag")
     if cfg.print_config:
         print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
         raise SystemExit(0)

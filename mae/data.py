@@ -5,6 +5,7 @@ API (torch is imported lazily, so the digits command and errors stay quick)::
     pretrain_transform(input_size)             RandomResizedCrop(scale 0.2-1, bicubic), flip, normalise
     eval_transform(input_size)                 resize (input/0.875, bicubic), centre crop, normalise
     build_dataset(root, split, transform, check_images=True) -> ImageFolderDataset
+    preflight(root, split)                     quick layout check without torch (DataError)
     GeneratedDataset(size, input_size, num_classes=1000, seed=0)
     build_pretrain_dataset(cfg)                generated or <data_path>/train with pretrain_transform
     write_digits(out, input_size=32, seed=0) -> message
@@ -103,6 +104,23 @@ def scan_folder(root, split: str) -> tuple[list[str], list[tuple[str, int]]]:
             raise DataError(f"class folder {base / name} has no image files; add images or remove the folder")
         samples.extend((f, index) for f in files)
     return classes, samples
+
+
+def preflight(root, split: str) -> None:
+    """Cheap layout check (no full scan, no torch): DataError on a missing root or split folder,
+    no class folders, or a class folder without any image file."""
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        scan_folder(root, split)  # raises the missing-path message
+    base = root / split
+    if not base.is_dir():
+        scan_folder(root, split)
+    classes = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        scan_folder(root, split)
+    for folder in classes:
+        if not any(p.suffix.lower() in IMG_EXTENSIONS and not p.name.startswith(".") for p in folder.rglob("*")):
+            raise DataError(f"class folder {folder} has no image files; add images or remove the folder")
 
 
 class ImageFolderDataset:

@@ -17,9 +17,18 @@ from mae.errors import user_errors
 def main(argv: list[str] | None = None) -> int:
     with user_errors("mae.pretrain"):
         cfg = config.parse(argv, job="pretrain")
-        from mae import engine_pretrain
+        if not cfg.generated_data and cfg.data_path:
+            from mae import data
 
-        engine_pretrain.run(cfg)
+            data.preflight(cfg.data_path, "train")  # bad data paths fail before torch loads
+        if cfg.device == "ipu":
+            from mae import engine_ipu  # poptorch is imported only on this path
+
+            engine_ipu.run(cfg)
+        else:
+            from mae import engine_pretrain
+
+            engine_pretrain.run(cfg)
     return 0
 
 
