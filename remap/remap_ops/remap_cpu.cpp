@@ -12,7 +12,9 @@
 #include "remap.h"
 
 #include <atomic>
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -145,19 +147,27 @@ at::Tensor keep_backward_cpu(const at::Tensor& grad_in, const at::Tensor& ids_in
     const int64_t* ids = a.ids.const_data_ptr<int64_t>();
     scalar_t* o = gx.mutable_data_ptr<scalar_t>();
     const int64_t sgn = a.grad.stride(0), sgk = a.grad.stride(1), l = a.l, k = a.k, d = a.d;
-    // One task per sample: its rows of grad_x are zeroed and accumulated by that task alone, so repeated
-    // indices add up without atomics.
+    // One task per sample: its rows of grad_x are written by that task alone, each once: copied on the
+    // first hit, accumulated on repeated hits (no atomics), zero-filled when never hit.
     at::parallel_for(0, a.n, 1, [&](int64_t b, int64_t e) {
+      std::vector<uint8_t> hit(l);
       for (int64_t i = b; i < e; ++i) {
         scalar_t* oi = o + i * l * d;
-        std::memset(static_cast<void*>(oi), 0, l * d * sizeof(scalar_t));
+        std::fill(hit.begin(), hit.end(), 0);
         for (int64_t j = 0; j < k; ++j) {
           const int64_t idx = ids[i * k + j];
           if (idx < 0 || idx >= l) { bad = true; continue; }
           scalar_t* dst = oi + idx * d;
           const scalar_t* src = g + i * sgn + j * sgk;
-          for (int64_t c = 0; c < d; ++c) dst[c] += src[c];
+          if (hit[idx]) {
+            for (int64_t c = 0; c < d; ++c) dst[c] += src[c];
+          } else {
+            hit[idx] = 1;
+            std::memcpy(static_cast<void*>(dst), src, d * sizeof(scalar_t));
+          }
         }
+        for (int64_t r = 0; r < l; ++r)
+          if (!hit[r]) std::memset(static_cast<void*>(oi + r * d), 0, d * sizeof(scalar_t));
       }
     });
   });
@@ -223,12 +233,13 @@ std::tuple<at::Tensor, at::Tensor> restore_backward_cpu(const at::Tensor& grad_i
     // One task per sample: the x gradient is the inverse gather (accumulated, so repeated indices are
     // exact too), the mask-token gradient a per-sample sum over the filled rows, reduced over N below.
     at::parallel_for(0, a.n, 1, [&](int64_t b, int64_t e) {
+      std::vector<uint8_t> hit(kv);
       for (int64_t i = b; i < e; ++i) {
         const scalar_t* gi = g + i * sgn;
         scalar_t* oi = o + i * k1 * d;
         acc_t* mi = pm + i * d;
         std::memcpy(static_cast<void*>(oi), gi, d * sizeof(scalar_t));
-        std::memset(static_cast<void*>(oi + d), 0, kv * d * sizeof(scalar_t));
+        std::fill(hit.begin(), hit.end(), 0);
         for (int64_t c = 0; c < d; ++c) mi[c] = acc_t(0);
         for (int64_t j = 0; j < l; ++j) {
           const int64_t idx = ids[i * l + j];
@@ -236,11 +247,18 @@ std::tuple<at::Tensor, at::Tensor> restore_backward_cpu(const at::Tensor& grad_i
           const scalar_t* src = gi + (j + 1) * sgl;
           if (idx < kv) {
             scalar_t* dst = oi + (idx + 1) * d;
-            for (int64_t c = 0; c < d; ++c) dst[c] += src[c];
+            if (hit[idx]) {
+              for (int64_t c = 0; c < d; ++c) dst[c] += src[c];
+            } else {
+              hit[idx] = 1;
+              std::memcpy(static_cast<void*>(dst), src, d * sizeof(scalar_t));
+            }
           } else {
             for (int64_t c = 0; c < d; ++c) mi[c] += static_cast<acc_t>(src[c]);
           }
         }
+        for (int64_t r = 0; r < kv; ++r)
+          if (!hit[r]) std::memset(static_cast<void*>(oi + (r + 1) * d), 0, d * sizeof(scalar_t));
       }
     });
   });
