@@ -1,0 +1,84 @@
+"""Preflight: one concurrent look at every host, as a hosts x checks table."""
+from __future__ import annotations
+
+import collections
+
+from rich.table import Table
+
+from launcher import remote
+
+CHECKS = ("ssh", "workdir", "venv", "torch", "timm", "compiler", "disk", "launcher", "data", "port")
+
+
+def run_checks(inv, min_free_gb: float = 2.0, limit: int = remote.DEFAULT_LIMIT, timeout: float = 120):
+    """Returns (rows, ok): rows = host -> check -> (ok: bool|None, text)."""
+    launcher = "torchrun" if inv.launcher == "torchrun" else "poprun"
+    ts = remote.targets(inv.hosts)
+
+    def one(t):
+        host = t.host
+        controller = host.name == inv.controller.name
+        port = inv.network.master_port if controller and inv.launcher == "torchrun" else None
+        t.connect()
+        done = t.run_template("check.sh.j2", timeout=timeout, check=False, workdir=host.workdir,
+                              venv=inv.host_path(host, inv.paths.venv), launcher=launcher,
+                              data=inv.host_path(host, inv.paths.data), address=host.address, port=port)
+        return remote.parse_kv(done.stdout)
+
+    try:
+        results = remote.fan_out(ts, one, limit=limit, timeout=timeout)
+    finally:
+        remote.close_all(ts)
+    rows = {}
+    versions = {k: collections.Counter(r.value.get(k) for r in results if r.ok and r.value.get(k))
+                for k in ("torch", "timm")}
+    for r in results:
+        row = {c: (None, "") for c in CHECKS}
+        if not r.ok:
+            row["ssh"] = (False, f"{r.kind}: {r.error}")
+            rows[r.host] = row
+            continue
+        kv = r.value
+        row["ssh"] = (True, "local" if inv.host(r.host).connection == "local" else "key verified")
+        row["workdir"] = (kv.get("workdir") == "ok", kv.get("workdir", "?"))
+        if "venv" in kv:
+            row["venv"] = (kv["venv"] == "ok", kv["venv"])
+        for k in ("torch", "timm"):
+            v = kv.get(k)
+            common = versions[k].most_common(1)[0][0] if versions[k] else None
+            if not v:
+                row[k] = (False, "not importable")
+            elif len(versions[k]) > 1:
+                row[k] = (False, f"{v} (hosts differ: {', '.join(sorted(versions[k]))})")
+            else:
+                row[k] = (True, v)
+            del common
+        row["compiler"] = (kv.get("compiler") == "ok", kv.get("compiler", "?"))
+        free = kv.get("free_kb", "")
+        if free.isdigit():
+            gb = int(free) / 1024 / 1024
+            row["disk"] = (gb >= min_free_gb, f"{gb:.1f} GB free")
+        else:
+            row["disk"] = (False, "unknown")
+        row["launcher"] = (kv.get("launcher") == "ok", f"{launcher} {kv.get('launcher', '?')}")
+        if "data" in kv:
+            row["data"] = (kv["data"] == "ok", kv["data"])
+        if "port" in kv:
+            row["port"] = (kv["port"] == "free", f"{inv.network.master_port} {kv['port']}")
+        rows[r.host] = row
+    ok = all(cell[0] is not False for row in rows.values() for cell in row.values())
+    return rows, ok
+
+
+def table(rows: dict) -> Table:
+    t = Table(title="preflight", title_justify="left")
+    t.add_column("host", style="bold")
+    for c in CHECKS:
+        t.add_column(c, overflow="fold")
+    for host, row in rows.items():
+        cells = []
+        for c in CHECKS:
+            ok, text = row[c]
+            cells.append("-" if ok is None else (f"[green]✓[/] {text}" if ok else f"[red]✗ {text}[/]"))
+        t.add_row(host, *cells)
+    return t

@@ -1,0 +1,152 @@
+"""Deploy: rsync the project to every host's workdir, then build the remap op there. All or nothing.
+
+What is synced: the project tree minus `.gitignore`d paths minus a built-in deny-list (secrets and
+outputs; the virtualenv is never synced: `paths.venv` names one present on each host). A sha256 of
+exactly that file set (names, modes, contents) is recorded on each host in `<workdir>/.mae-launch-deploy`
+after a successful build, so a deploy that finds nothing changed costs one cheap command per host.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import subprocess
+import threading
+import time
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from launcher import remote
+from launcher.inventory import PACKAGE_ROOT
+
+MARKER = ".mae-launch-deploy"
+# Never synced, whatever .gitignore says: secrets, outputs, environments, caches, local builds.
+DENY = [".git/", ".env", ".env.*", "*.pem", "*.key", "id_*", "/runs/", "/output/", "/data/", ".venv/",
+        "venv/", "/.cluster/", "__pycache__/", "*.pyc", ".pytest_cache/", ".hypothesis/", MARKER,
+        MARKER + ".tmp", "remap/build/", "remap/*.so", "remap/*.o"]
+
+
+def filter_args() -> list[str]:
+    return [f"--exclude={p}" for p in DENY] + ["--filter=:- .gitignore"]
+
+
+def file_list(root: pathlib.Path) -> list[str]:
+    """The relative paths rsync would send from `root` (same filters), sorted."""
+    p = subprocess.run(["rsync", "-r", "--list-only", *filter_args(), f"{root}/"],
+                       capture_output=True, text=True, check=True)
+    names = []
+    for line in p.stdout.splitlines():
+        parts = line.split(None, 4)
+        if len(parts) == 5 and parts[4] != ".":
+            name = parts[4]
+            if parts[0].startswith("l") and " -> " in name:
+                name = name.split(" -> ")[0]
+            names.append(name)
+    return sorted(names)
+
+
+def content_hash(root: pathlib.Path) -> str:
+    h = hashlib.sha256()
+    for name in file_list(root):
+        path = root / name
+        st = path.lstat()
+        h.update(f"{name}\0{st.st_mode & 0o777777}\0".encode())
+        if path.is_symlink():
+            h.update(os.readlink(path).encode())
+        elif path.is_file():
+            with open(path, "rb") as f:
+                h.update(hashlib.sha256(f.read()).digest())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _same_dir(a, b) -> bool:
+    try:
+        return pathlib.Path(a).resolve() == pathlib.Path(b).resolve()
+    except OSError:
+        return False
+
+
+class Progress:
+    """Live per-host phase table (rich); plain when not on a terminal."""
+
+    def __init__(self, hosts, console: Console):
+        self.state = {h.name: ("waiting", time.monotonic()) for h in hosts}
+        self.start = {h.name: time.monotonic() for h in hosts}
+        self.lock = threading.Lock()
+        self.console = console
+
+    def set(self, host: str, phase: str) -> None:
+        with self.lock:
+            self.state[host] = (phase, time.monotonic())
+
+    def __rich__(self) -> Table:
+        table = Table(title="deploy", title_justify="left")
+        table.add_column("host", style="bold")
+        table.add_column("phase")
+        table.add_column("s", justify="right")
+        with self.lock:
+            for name, (phase, _) in self.state.items():
+                colour = "green" if phase in ("done", "unchanged") else "red" if phase.startswith("failed") else "yellow"
+                table.add_row(name, f"[{colour}]{phase}[/]", f"{time.monotonic() - self.start[name]:.1f}")
+        return table
+
+
+def deploy(inv, *, root: pathlib.Path = PACKAGE_ROOT, force: bool = False, build: bool = True,
+           limit: int = remote.DEFAULT_LIMIT, timeout: float | None = 1800,
+           console: Console | None = None) -> list[remote.HostResult]:
+    """Sync + build on every host of `inv`; returns one HostResult per host (value: 'unchanged'|'deployed')."""
+    console = console or Console()
+    root = pathlib.Path(root).resolve()
+    digest = content_hash(root)
+    ts = remote.targets(inv.hosts)
+    progress = Progress(inv.hosts, console)
+
+    def one(t: remote.Target):
+        host = t.host
+        venv = inv.host_path(host, inv.paths.venv)
+        progress.set(t.name, "connecting")
+        probe = t.run_template("deploy_probe.sh.j2", timeout=60, check=True, workdir=host.workdir)
+        if remote.parse_kv(probe.stdout).get("hash") == digest and not force:
+            progress.set(t.name, "unchanged")
+            return "unchanged"
+        if not (t.is_local and _same_dir(host.workdir, root)):
+            progress.set(t.name, "syncing")
+            _rsync(host, root)
+        if build:
+            progress.set(t.name, "building remap")
+            t.run_template("build.sh.j2", timeout=timeout, check=True, workdir=host.workdir,
+                           venv=venv, hash=None if _same_dir(host.workdir, root) and t.is_local else digest)
+        progress.set(t.name, "done")
+        return "deployed"
+
+    def guarded(t):
+        try:
+            return one(t)
+        except remote.RemoteError as e:
+            progress.set(t.name, f"failed: {e.kind}")
+            raise
+
+    try:
+        with Live(progress, console=console, refresh_per_second=4, transient=False):
+            results = remote.fan_out(ts, guarded, limit=limit, timeout=timeout)
+    finally:
+        remote.close_all(ts)
+    return results
+
+
+def _rsync(host, root: pathlib.Path) -> None:
+    workdir = str(host.workdir)
+    if workdir.startswith("~/"):
+        workdir = workdir[2:] or "."  # rsync: relative remote paths start in the home directory
+    opts, dest = remote.rsync_remote(host, workdir.rstrip("/") + "/")
+    argv = ["rsync", "-a", "--delete", "--secluded-args", *filter_args(), *opts, f"{root}/", dest]
+    p = subprocess.run(argv, capture_output=True, text=True)
+    if p.returncode != 0:
+        kind = "unreachable" if p.returncode == 255 else "failed"
+        msg = "rsync could not connect" if kind == "unreachable" else f"rsync failed (exit {p.returncode})"
+        if "Host key verification failed" in p.stderr or "REMOTE HOST IDENTIFICATION HAS CHANGED" in p.stderr:
+            kind, msg = "host-key", "rsync refused: host key verification failed"
+        raise remote.RemoteError(host.name, kind, msg, remote._tail(p.stderr))
