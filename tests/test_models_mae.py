@@ -130,7 +130,7 @@ def test_forward_matches_reference_math(tiny):
         ids_shuffle = torch.argsort(noise, dim=1)
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         x = torch.gather(x, dim=1, index=ids_shuffle[:, :len_keep].unsqueeze(-1).repeat(1, 1, d))
-        x = torch.cat((( m.cls_token + m.pos_embed[:, :1, :]).expand(n, -1, -1), x), dim=1)
+        x = torch.cat(((m.cls_token + m.pos_embed[:, :1, :]).expand(n, -1, -1), x), dim=1)
         for blk in m.blocks:
             x = blk(x)
         x = m.decoder_embed(m.norm(x))
