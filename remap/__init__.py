@@ -5,7 +5,7 @@
 
 Both run on the native ops of remap_ops.so (built with `make -C remap`; CPU kernels with OpenMP, CUDA
 kernels when built with nvcc) or on the plain PyTorch path in `remap.reference`, which defines the
-semantics. The environment variable MAE_REMAP chooses (`set_mode` overrides it in-process):
+semantics. The environment variable MAE_REMAP chooses (read at import; `set_mode` overrides it):
 
     auto     (default) the native ops when the library is built and loads, else the plain path, with
              one warning saying why
@@ -19,13 +19,24 @@ from __future__ import annotations
 import os
 import warnings
 
-import torch
+MODES = ("auto", "off", "require")
 
-from remap import _native, reference
+
+def _env_mode() -> str:
+    value = os.environ.get("MAE_REMAP", "auto").strip().lower() or "auto"
+    if value not in MODES:
+        raise ValueError(f"MAE_REMAP={value!r} is not one of auto, off, require; set it to one of them.")
+    return value
+
+
+_ENV_MODE = _env_mode()  # read once, at import; a bad value fails here, before torch is imported
+
+import torch  # noqa: E402
+
+from remap import _native, reference  # noqa: E402
 
 __all__ = ["keep", "restore", "available", "load", "mode", "set_mode", "check", "RemapUnavailable", "status"]
 
-MODES = ("auto", "off", "require")
 _SUPPORTED_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 
 
@@ -41,16 +52,9 @@ _warned: set[str] = set()
 _kernels: dict[str, bool] = {}     # device type -> the library has kernels for it (filled on load)
 
 
-def _env_mode() -> str:
-    value = os.environ.get("MAE_REMAP", "auto").strip().lower() or "auto"
-    if value not in MODES:
-        raise ValueError(f"MAE_REMAP={value!r} is not one of auto, off, require; set it to one of them.")
-    return value
-
-
 def mode() -> str:
-    """The mode in force: set_mode's value, else $MAE_REMAP (default auto)."""
-    return _mode if _mode is not None else _env_mode()
+    """The mode in force: set_mode's value, else $MAE_REMAP as it was at import (default auto)."""
+    return _mode if _mode is not None else _ENV_MODE
 
 
 def _try_load(retry: bool = False) -> bool:
@@ -69,7 +73,7 @@ def _try_load(retry: bool = False) -> bool:
 
 
 def set_mode(value: str) -> None:
-    """Choose auto | off | require for this process (overrides MAE_REMAP); None goes back to MAE_REMAP."""
+    """Choose auto | off | require for this process (overrides MAE_REMAP); None goes back to MAE_REMAP's."""
     global _mode
     if value is not None and value not in MODES:
         raise ValueError(f"remap mode {value!r} is not one of auto, off, require.")

@@ -1,0 +1,117 @@
+"""Building remap_ops.so from scratch with make (into a copy of remap/, so that nothing in use is
+touched), its dependency rules, `make ipu` and `make clean`, and the MAE_REMAP modes in fresh processes."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+REMAP = ROOT / "remap"
+
+
+def make(srcdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(["make", "-C", str(srcdir), f"PYTHON={sys.executable}", *args],
+                          capture_output=True, text=True, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> Path:
+    """A clean build in a fresh copy of remap/ (sources and Makefile only)."""
+    src = tmp_path_factory.mktemp("remap-build") / "remap"
+    src.mkdir()
+    shutil.copy2(REMAP / "Makefile", src / "Makefile")
+    shutil.copytree(REMAP / "remap_ops", src / "remap_ops")
+    t0 = time.monotonic()
+    proc = make(src)
+    print(f"clean build: {time.monotonic() - t0:.1f}s")
+    assert "built " in proc.stdout
+    assert (src / "remap_ops.so").is_file()
+    return src
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("MAE_REMAP")}
+    full_env.update(env, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    return subprocess.run([sys.executable, "-W", "always::RuntimeWarning", "-c", textwrap.dedent(code)],
+                          capture_output=True, text=True, env=full_env, cwd=ROOT, timeout=120)
+
+
+CHECK = """
+    import torch, remap
+    from remap import reference
+    shuffle = torch.rand(2, 6).argsort(1)
+    ids_keep, ids_restore = shuffle[:, :2], shuffle.argsort(1)
+    x, xv = torch.randn(2, 6, 4), torch.randn(2, 3, 4)
+    mask, pos = torch.randn(4), torch.randn(1, 7, 4)
+    for _ in range(2):
+        assert torch.equal(remap.keep(x, ids_keep), reference.keep(x, ids_keep))
+        assert torch.equal(remap.restore(xv, ids_restore, mask, pos), reference.restore(xv, ids_restore, mask, pos))
+    print(remap.status())
+"""
+
+
+def test_clean_build_loads_and_matches_plain_path(built):
+    proc = run_python(CHECK, MAE_REMAP="require", MAE_REMAP_LIB=str(built / "remap_ops.so"))
+    assert proc.returncode == 0, proc.stderr
+    assert f"native ops from {built / 'remap_ops.so'}" in proc.stdout
+    assert "Warning" not in proc.stderr
+
+
+def test_repeated_make_does_nothing_and_headers_are_tracked(built):
+    so = built / "remap_ops.so"
+    before = so.stat().st_mtime_ns
+    again = make(built)
+    assert "Nothing to be done" in again.stdout and so.stat().st_mtime_ns == before
+    assert "g++" not in make(built, "-n").stdout
+    header = built / "remap_ops" / "remap.h"
+    os.utime(header, ns=(time.time_ns(), time.time_ns() + 10**9))
+    dry = make(built, "-n").stdout  # what would be rebuilt, without rebuilding
+    assert "remap_cpu.cpp" in dry and "-shared" in dry
+
+
+def test_make_ipu_is_out_of_scope():
+    ipu = subprocess.run(["make", "-C", str(REMAP), "ipu"], capture_output=True, text=True, timeout=60)
+    assert ipu.returncode != 0 and "Poplar SDK" in ipu.stderr and "out of scope" in ipu.stderr
+
+
+def test_make_clean_removes_outputs(built, tmp_path):
+    """`make clean; make` is the reference's build sequence; clean is checked on a copy of the clean build."""
+    copy = tmp_path / "remap"
+    shutil.copytree(built, copy, symlinks=True)
+    make(copy, "clean")
+    assert not (copy / "remap_ops.so").exists() and not (copy / "build").exists()
+    assert (copy / "remap_ops" / "remap_cpu.cpp").is_file() and (built / "remap_ops.so").is_file()
+
+
+def test_mode_off_uses_plain_path_without_warning():
+    proc = run_python(CHECK, MAE_REMAP="off", MAE_REMAP_LIB="/nonexistent/remap_ops.so")
+    assert proc.returncode == 0, proc.stderr
+    assert "plain PyTorch path (MAE_REMAP=off)" in proc.stdout and "Warning" not in proc.stderr
+
+
+def test_mode_auto_falls_back_with_one_warning():
+    proc = run_python(CHECK, MAE_REMAP_LIB="/nonexistent/remap_ops.so")  # auto is the default
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("RuntimeWarning") == 1, proc.stderr
+    assert "make -C remap" in proc.stderr and "/nonexistent/remap_ops.so" in proc.stderr
+
+
+def test_mode_require_without_library_is_an_error():
+    proc = run_python(CHECK, MAE_REMAP="require", MAE_REMAP_LIB="/nonexistent/remap_ops.so")
+    assert proc.returncode != 0
+    assert "RemapUnavailable: MAE_REMAP=require but the native remap library is not loaded" in proc.stderr
+
+
+def test_mode_invalid_value_names_the_variable():
+    proc = run_python("import remap", MAE_REMAP="fast")
+    assert proc.returncode != 0 and "MAE_REMAP='fast' is not one of auto, off, require" in proc.stderr
