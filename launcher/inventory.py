@@ -19,7 +19,7 @@ from typing import Optional
 import pydantic
 import yaml
 
-from launcher import hostrange, yamlfile
+from launcher import hostrange, schema, yamlfile
 from launcher.errors import InventoryError, PlanError
 from launcher.schema import (JOB_NAMES, ClusterSpec, EnvValue, InventorySpec, JobSpec, NetworkSpec,
                              PartitionSpec, PathsSpec, PoprunSpec, SshSettings)
@@ -209,6 +209,23 @@ def _allowed_keys(model, loc) -> list:
     return []
 
 
+_PATTERN_WORDS = {
+    schema.NAME_PATTERN: "a plain name (letters, digits, '.', '_', '-'; not starting with '.' or '-')",
+    schema.HOST_PATTERN: "a host name or range (letters, digits, '.', '_', '-', ranges like node[01-04])",
+    schema.ADDRESS_PATTERN: "a host name or IP address",
+    schema.USER_PATTERN: "a user name",
+    schema.PROXY_PATTERN: "a ProxyJump value ([user@]host[:port][,...])",
+    schema.ENV_PATTERN: "a shell variable name (letters, digits, '_'; not starting with a digit)",
+    schema.IFACE_PATTERN: "a network interface name",
+    schema.PATH_PATTERN: "a path (NUL characters are not allowed)",
+}
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
 def _schema_error(where: _Where, exc: pydantic.ValidationError) -> InventoryError:
     errors = exc.errors(include_url=False)
     errors.sort(key=lambda e: yamlfile.line_of(where.lines, [p for p in e["loc"] if p != "[key]"]))
@@ -221,7 +238,8 @@ def _schema_error(where: _Where, exc: pydantic.ValidationError) -> InventoryErro
     elif kind == "missing":
         msg = "this key is required; add it"
     elif kind == "string_pattern_mismatch":
-        msg = f"{first['input']!r} contains characters not allowed here (letters, digits, '.', '_', '-'; not starting with '-')"
+        what = _PATTERN_WORDS.get((first.get("ctx") or {}).get("pattern"), "characters not allowed here")
+        msg = f"{_short(first['input'])} is not {what}"
     elif kind == "literal_error":
         msg = first["msg"].replace("Input should be", "must be")
     else:
@@ -240,6 +258,17 @@ def load_inventory(path, config_names: Optional[dict] = None) -> Inventory:
     """
     path = Path(path)
     data, lines = yamlfile.load(path)
+    return _from_data(data, lines, path, config_names)
+
+
+def parse_inventory(text: str, path="<inventory>", config_names: Optional[dict] = None) -> Inventory:
+    """Like load_inventory, from YAML text; `path` names it in messages (and anchors relative workdirs)."""
+    path = Path(path)
+    data, lines = yamlfile.loads(text, path)
+    return _from_data(data, lines, path, config_names)
+
+
+def _from_data(data, lines: dict, path: Path, config_names) -> Inventory:
     where = _Where(path, lines)
     if not isinstance(data, dict):
         raise where.error((), "an inventory is a YAML mapping with at least name, launcher, hosts and jobs")
@@ -319,7 +348,7 @@ def _resolve_hosts(spec: InventorySpec, path: Path, where: _Where) -> list:
             if not host.is_local:
                 key = (host.address, host.port or 22, host.user)
                 if key in addresses:
-                    raise where.error(loc + ("name",), f"hosts {addresses[key]!r} and {name!r} are the same machine ({address}); list it once")
+                    raise where.error(loc + ("address" if hs.address else "name",), f"hosts {addresses[key]!r} and {name!r} are the same machine ({address}); list it once")
                 addresses[key] = name
             hosts.append(host)
     return hosts

@@ -10,15 +10,23 @@ from typing import Annotated, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 # Names that end up in file names, command options and ssh arguments: no spaces, no leading '-'.
-Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*$", max_length=128)]
-HostPattern = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\[][A-Za-z0-9._,\[\]-]*$", max_length=256)]
-Address = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_:\[][A-Za-z0-9._:%\[\]-]*$", max_length=256)]
-UserName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*\$?$", max_length=64)]
-ProxyJump = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\[][A-Za-z0-9._@:%,\[\]-]*$", max_length=512)]
-EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
-Interface = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._:-]*$", max_length=64)]
+NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]*$"
+HOST_PATTERN = r"^[A-Za-z0-9_\[][A-Za-z0-9._,\[\]-]*$"
+ADDRESS_PATTERN = r"^[A-Za-z0-9_:\[][A-Za-z0-9._:%\[\]-]*$"
+USER_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]*\$?$"
+PROXY_PATTERN = r"^[A-Za-z0-9_\[][A-Za-z0-9._@:%,\[\]-]*$"
+ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+IFACE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._:-]*$"
 # Paths may hold any character but NUL (they are always shell-quoted); `~/` means the host's home.
-PathStr = Annotated[str, StringConstraints(pattern=r"^[^\x00]+$", max_length=4096)]
+PATH_PATTERN = r"^[^\x00]+$"
+Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=128)]
+HostPattern = Annotated[str, StringConstraints(pattern=HOST_PATTERN, max_length=256)]
+Address = Annotated[str, StringConstraints(pattern=ADDRESS_PATTERN, max_length=256)]
+UserName = Annotated[str, StringConstraints(pattern=USER_PATTERN, max_length=64)]
+ProxyJump = Annotated[str, StringConstraints(pattern=PROXY_PATTERN, max_length=512)]
+EnvName = Annotated[str, StringConstraints(pattern=ENV_PATTERN, max_length=128)]
+Interface = Annotated[str, StringConstraints(pattern=IFACE_PATTERN, max_length=64)]
+PathStr = Annotated[str, StringConstraints(pattern=PATH_PATTERN, max_length=4096)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Policy = Literal["strict", "accept-new"]
 JobName = Literal["pretrain", "finetune", "validate"]

@@ -9,11 +9,12 @@ import yaml
 
 from launcher.errors import InventoryError
 
-MAX_NODES = 200_000  # aliases can make a small file describe a huge tree; refuse beyond this
+MAX_NODES = 100_000  # aliases can make a small file describe a huge tree; refuse beyond this
+MAX_DEPTH = 64       # an inventory is a handful of levels deep
 
 
-class _Loader(yaml.SafeLoader):
-    """Safe loader (plain data only: no Python objects)."""
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """Safe loader (plain data only: no Python objects); libyaml's when available."""
 
 
 def _where(path: Path, mark) -> str:
@@ -28,6 +29,8 @@ def _record_lines(root, lines: dict) -> None:
         seen += 1
         if seen > MAX_NODES:
             raise ValueError(f"the document expands to more than {MAX_NODES} values")
+        if len(key_path) > MAX_DEPTH:
+            raise ValueError(f"the document is nested more than {MAX_DEPTH} levels deep (recursive alias?)")
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 if isinstance(key_node, yaml.ScalarNode):
@@ -39,6 +42,19 @@ def _record_lines(root, lines: dict) -> None:
                 child = key_path + (str(index),)
                 lines.setdefault(child, item.start_mark.line + 1)
                 stack.append((item, child))
+
+
+def _check_depth(text: str) -> None:
+    """Refuse deep nesting from the event stream, before the (recursive) composer sees it."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                raise yaml.MarkedYAMLError(problem=f"nested more than {MAX_DEPTH} levels deep", problem_mark=mark)
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
 
 
 def load(path) -> tuple[object, dict]:
@@ -57,8 +73,13 @@ def load(path) -> tuple[object, dict]:
 def loads(text: str, path) -> tuple[object, dict]:
     path = Path(path)
     lines: dict = {(): 1}
-    loader = _Loader(text)
     try:
+        loader = _Loader(text)
+    except yaml.YAMLError as exc:  # the reader refuses control characters up front
+        msg = " ".join(str(exc).split())
+        raise InventoryError(f"{path}: YAML error: {msg}") from None
+    try:
+        _check_depth(text)
         node = loader.get_single_node()
         if node is None:
             return None, lines
