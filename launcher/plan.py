@@ -121,9 +121,10 @@ def plan_job(inv: Inventory, job_name: str, run_id: str, consume: Optional[str] 
     if job_name in CONSUME_FLAG and consumed is None and CONSUME_FLAG[job_name] not in job.args:
         raise PlanError(f"{inv.source_path}: job {job_name} needs a checkpoint: set `consumes:` or pass {CONSUME_FLAG[job_name]} CKPT in its args")
 
+    single = inv.launcher == "poprun" and job.instances == 1 and len(hosts) == 1
     if inv.launcher == "torchrun":
         mode, per_host = "torchrun", job.nproc_per_node
-    elif job.instances == 1 and len(hosts) == 1:
+    elif single:  # as on an IPU-POD16: no poprun, the process finds its partition through IPUOF_*
         mode, per_host = "single", 1
     else:
         mode, per_host = "poprun", job.instances // len(hosts)
@@ -136,6 +137,8 @@ def plan_job(inv: Inventory, job_name: str, run_id: str, consume: Optional[str] 
         data = inv.host_path(host, job.data if job.data is not None else inv.paths.data)
         if data is not None:
             argv += ["--data_path", data]
+        if inv.launcher == "poprun" and inv.paths.executable_cache is not None and single:
+            argv += ["--executable_cache_path", inv.host_path(host, inv.paths.executable_cache)]
         argv += ["--output_dir", _output_dir(inv, host, run_id, job_name)]
         if consumed is not None:
             argv += [CONSUME_FLAG[job_name], consumed]
@@ -188,8 +191,6 @@ def plan_job(inv: Inventory, job_name: str, run_id: str, consume: Optional[str] 
                 env["IPUOF_VIPU_API_PORT"] = str(cluster.vipu_server_port)
             env["IPUOF_VIPU_API_PARTITION_ID"] = job.partition
             env["IPUOF_VIPU_API_TIMEOUT"] = str(cluster.timeout)
-            if inv.paths.executable_cache is not None:
-                env.setdefault("POPTORCH_CACHE_DIR", inv.host_path(host, inv.paths.executable_cache))
             command = render_template("program.j2", program=program)
             command_log = _file(run_dir, f"{job_name}.rank0.log")
             rank_logs = {0: command_log}

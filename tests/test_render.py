@@ -66,6 +66,7 @@ def test_pod16_is_one_process_with_the_vipu_environment():
     assert hp.env["IPUOF_VIPU_API_HOST"] == "pod16-vipu" and hp.env["IPUOF_VIPU_API_PARTITION_ID"] == "pod16"
     assert words(hp.command) == ["python3", "-m", "mae.pretrain", "--config", "vit_base_pod16",
                                        "--data_path", "/localdata/datasets/imagenet1k",
+                                       "--executable_cache_path", "/localdata/mae/exec_cache",
                                        "--output_dir", "/localdata/mae/output/golden/pretrain"]
     assert hp.rank_logs == {0: "/localdata/mae/mae-launch/runs/golden/pretrain.rank0.log"}
 

@@ -29,6 +29,5 @@ export POPLAR_ENGINE_OPTIONS='{"opt.enableMultiAccessCopies":"false","target.hos
 export IPUOF_VIPU_API_HOST=pod16-vipu
 export IPUOF_VIPU_API_PARTITION_ID=pod16
 export IPUOF_VIPU_API_TIMEOUT=3600
-export POPTORCH_CACHE_DIR=/localdata/mae/exec_cache
 mkdir -p -- /localdata/mae/output/golden/pretrain
-python3 -m mae.pretrain --config vit_base_pod16 --data_path /localdata/datasets/imagenet1k --output_dir /localdata/mae/output/golden/pretrain >/localdata/mae/mae-launch/runs/golden/pretrain.rank0.log 2>&1
+python3 -m mae.pretrain --config vit_base_pod16 --data_path /localdata/datasets/imagenet1k --executable_cache_path /localdata/mae/exec_cache --output_dir /localdata/mae/output/golden/pretrain >/localdata/mae/mae-launch/runs/golden/pretrain.rank0.log 2>&1
