@@ -128,10 +128,25 @@ def barrier(info: DistInfo) -> None:
         td.barrier()
 
 
-def cleanup(info: DistInfo) -> None:
-    if info.distributed:
-        import torch.distributed as td
+def cleanup(info: DistInfo, timeout_s: float = 60.0) -> None:
+    """Destroy the process group, bounded by ``timeout_s`` (destroying can hang on some stacks).
 
-        if td.is_initialized():
-            td.destroy_process_group()
-        info.distributed = False
+    Call it only when every rank finished normally (after a barrier): after an error some ranks
+    may still be inside a collective, and the process exit tears the group down anyway.
+    """
+    if not info.distributed:
+        return
+    import threading
+
+    import torch.distributed as td
+
+    info.distributed = False
+    if not td.is_initialized():
+        return
+    worker = threading.Thread(target=td.destroy_process_group, name="destroy_process_group", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        from mae.errors import warn
+
+        warn(f"destroying the process group took over {timeout_s:.0f} s; exiting without waiting for it")

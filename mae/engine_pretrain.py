@@ -196,10 +196,9 @@ def run(cfg, hooks: list[Hook] | None = None) -> dict:
 
         return engine_ipu.run(cfg, hooks)
     info = dist.init(cfg.device)
-    try:
-        return _run(cfg, info, default_hooks() if hooks is None else hooks)
-    finally:
-        dist.cleanup(info)
+    stats = _run(cfg, info, default_hooks() if hooks is None else hooks)
+    dist.cleanup(info)  # only after a normal end: on errors the process exit tears the group down
+    return stats
 
 
 def _run(cfg, info, hooks) -> dict:
@@ -258,6 +257,7 @@ def _run(cfg, info, hooks) -> dict:
     if start_epoch >= cfg.epochs:
         if info.is_main:
             print(f"nothing to do: {cfg.epochs} epochs already done", flush=True)
+        dist.barrier(info)
         return {}
 
     jsonl = metrics.JsonlWriter(output_dir / "metrics.jsonl") if info.is_main else None
@@ -282,6 +282,7 @@ def _run(cfg, info, hooks) -> dict:
     finally:
         if jsonl is not None:
             jsonl.close()
+    dist.barrier(info)  # every rank leaves together (rank 0 may still be saving)
     if info.is_main:
         total = datetime.timedelta(seconds=int(time.perf_counter() - t0))
         print(f"Training time {total}; checkpoint {output_dir / checkpoint.LATEST}", flush=True)
