@@ -156,3 +156,12 @@ def test_file_problems_are_inventory_errors(tmp_path):
     (tmp_path / "list.yml").write_text("- a\n")
     with pytest.raises(InventoryError, match="is a YAML mapping"):
         load_inventory(tmp_path / "list.yml")
+
+
+def test_the_readme_inventory_example_is_valid(tmp_path):
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("<!-- inventory -->"):]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    inv = parse_inventory(block, tmp_path / "example.yml")
+    assert [h.name for h in inv.hosts] == [f"pod64-host{i}" for i in range(4)]
+    assert inv.env["WANDB_API_KEY"].secret and inv.jobs["validate"].consumes == "finetune"
