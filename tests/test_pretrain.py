@@ -71,8 +71,24 @@ class Stop(BaseException):
     """Stands for a kill right after a checkpoint."""
 
 
-def test_resumed_run_equals_uninterrupted(tmp_path, capsys):
-    common = ["--epochs", "3", "--saveckp_freq", "1", "--gradient_accumulation_count", "2", "--mask_ratio", "0.5"]
+def image_folder(root, n=48, size=20):
+    """A tiny ImageNet-layout dataset (random pictures), so augmentation randomness is exercised."""
+    from PIL import Image
+
+    gen = torch.Generator().manual_seed(0)
+    for i in range(n):
+        folder = root / "train" / str(i % 2)
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = (torch.rand(size, size, 3, generator=gen) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_resumed_run_equals_uninterrupted(tmp_path, capsys, workers):
+    data = image_folder(tmp_path / "data")
+    common = ["--epochs", "3", "--saveckp_freq", "1", "--gradient_accumulation_count", "2", "--mask_ratio", "0.5",
+              "--generated_data", "false", "--data_path", str(data), "--num_workers", str(workers)]
     engine_pretrain.run(tiny_cfg(tmp_path / "a", *common), hooks=[])
 
     def stop_after_first(ctx):
@@ -108,3 +124,13 @@ def test_too_little_data_is_one_clear_error(tmp_path):
 
     with pytest.raises(DataError, match="too few"):
         engine_pretrain.run(tiny_cfg(tmp_path, "--generated_size", "4"), hooks=[])
+
+
+def test_precision_choices():
+    assert engine_pretrain.autocast_dtype("fp32", "cpu") is None
+    assert engine_pretrain.autocast_dtype("bf16", "cuda") == torch.bfloat16
+    assert engine_pretrain.autocast_dtype("bf16", "cpu") in (None, torch.bfloat16)  # None: no native bf16
+    from mae.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fp16 needs device cuda"):
+        engine_pretrain.autocast_dtype("fp16", "cpu")
