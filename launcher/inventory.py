@@ -237,15 +237,23 @@ def _schema_error(where: _Where, exc: pydantic.ValidationError) -> InventoryErro
         msg = "unknown key" + (f"; allowed keys here are {', '.join(allowed)}" if allowed else "; remove it")
     elif kind == "missing":
         msg = "this key is required; add it"
+    elif kind == "string_pattern_mismatch" and first.get("input") == "":
+        msg = "must not be empty"
     elif kind == "string_pattern_mismatch":
         what = _PATTERN_WORDS.get((first.get("ctx") or {}).get("pattern"), "characters not allowed here")
         msg = f"{_short(first['input'])} is not {what}"
     elif kind == "literal_error":
         msg = first["msg"].replace("Input should be", "must be")
+    elif kind in ("dict_type", "model_type", "model_attributes_type"):
+        msg = "must be a mapping (key: value entries)"
+    elif kind == "too_short":
+        msg = "must not be empty; list at least one item"
     else:
         msg = first["msg"].replace("Input should be", "must be")
         if "[key]" in first["loc"]:
             msg = f"bad name ({msg})"
+        elif "env" not in loc:  # never echo what may be a secret
+            msg += f" (got {_short(first.get('input'))})"
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     return where.error(loc, msg + more)
 

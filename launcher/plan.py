@@ -15,6 +15,11 @@ The job's outputs go to `<paths.output>/<run_id>/<job>/` (JobPlan.output_dir, on
 global rank 0 runs); its checkpoint is `<output_dir>/checkpoint.pth` (JobPlan.checkpoint). A consuming
 job gets the consumed job's checkpoint: `--finetune CKPT` for finetune, `--resume CKPT` for validate.
 
+Ranks: with the default `network.rendezvous: static`, node ranks are fixed (controller = node 0, then
+the other hosts in inventory order), so HostPlan.ranks / rank_logs are exact. With `c10d`, torchrun
+assigns node ranks in the order hosts join: ranks / rank_logs are then the expected placement only
+(each rank still writes `<job>.rank<RANK>.log` under its own real RANK).
+
 Launch modes: 'torchrun' (a script on every host, the controller is node 0 and the rendezvous),
 'poprun' (one script on the controller; poprun starts the instances on all hosts through MPI) and
 'single' (poprun inventory with 1 instance on 1 host: one python process, as on an IPU-POD16).

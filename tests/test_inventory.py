@@ -1,4 +1,5 @@
 """Inventory loading: shipped inventories, host ranges, resolution, and one clear error per mistake."""
+import json
 import re
 from pathlib import Path
 
@@ -78,6 +79,7 @@ def test_secrets_are_masked_in_snapshots_and_reprs():
     assert snap["env"] == {"NCCL_DEBUG": "WARN", "WANDB_API_KEY": "***"}
     assert "replace-me" not in repr(snap) and "replace-me" not in repr(inv) and "replace-me" not in str(inv.env)
     assert snap["hosts"][0]["name"] == "gpu01" and snap["controller"] == "gpu01"
+    assert "replace-me" not in json.dumps(snap)  # plain data, ready for a run record
 
 
 def test_unknown_job_is_a_plan_error():

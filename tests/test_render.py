@@ -118,5 +118,7 @@ def test_quoting_filters():
     assert q(HostPath("~/x y")) == "\"$HOME\"/'x y'" and qpath("~") == '"$HOME"' and q("~/x") == "'~/x'"
     with pytest.raises(ValueError):
         q(None)
+    with pytest.raises(Exception, match="not a shell variable name"):
+        render_template("secrets.env.j2", secrets={"A=1;touch x;B": "v"})
     with pytest.raises(Exception):
         render_template("program.j2")  # StrictUndefined: a missing variable is an error
