@@ -10,8 +10,6 @@ loading, every host path is absolute or starts with `~/` (see `host_path`).
 """
 import os
 import posixpath
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -19,10 +17,11 @@ from typing import Optional
 import pydantic
 import yaml
 
-from launcher import hostrange, schema, yamlfile
-from launcher.errors import InventoryError, PlanError
-from launcher.schema import (JOB_NAMES, ClusterSpec, EnvValue, InventorySpec, JobSpec, NetworkSpec,
-                             PartitionSpec, PathsSpec, PoprunSpec, SshSettings)
+from launcher import hostrange, yamlfile
+from launcher.errors import PlanError
+from launcher.messages import Where, schema_error
+from launcher.schema import (JOB_NAMES, ClusterSpec, InventorySpec, JobSpec, NetworkSpec,
+                             PathsSpec, PoprunSpec, SshSettings)
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS_FILE = PACKAGE_ROOT / "mae" / "configs.yml"
@@ -150,114 +149,6 @@ def known_configs(path: Path = CONFIGS_FILE) -> Optional[dict]:
     return {str(k): (v if isinstance(v, dict) else {}) for k, v in configs.items()}
 
 
-class _Where:
-    """Builds `file:line: key.path: message` sentences."""
-
-    def __init__(self, path: Path, lines: dict):
-        self.path, self.lines = path, lines
-
-    def error(self, loc, message: str) -> InventoryError:
-        line = yamlfile.line_of(self.lines, loc)
-        key = _key_path(loc)
-        return InventoryError(f"{self.path}:{line}: {key + ': ' if key else ''}{message}")
-
-
-def _key_path(loc) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int) or (isinstance(part, str) and part.isdigit()):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _unwrap(tp):
-    """Strip Optional[...] and Annotated[...] from a type annotation."""
-    while True:
-        origin = typing.get_origin(tp)
-        if origin is typing.Annotated:
-            tp = typing.get_args(tp)[0]
-        elif origin in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(tp) if a is not type(None)]
-            if len(args) != 1:
-                return tp
-            tp = args[0]
-        else:
-            return tp
-
-
-def _allowed_keys(model, loc) -> list:
-    """Keys allowed in the mapping at `loc` (for 'unknown key' messages); [] when not a schema mapping."""
-    tp = model
-    for part in loc:
-        tp = _unwrap(tp)
-        if isinstance(tp, type) and issubclass(tp, pydantic.BaseModel):
-            fields = {(f.alias or n): f for n, f in tp.model_fields.items()}
-            if part not in fields:
-                return []
-            tp = fields[part].annotation
-        elif typing.get_origin(tp) is list:
-            tp = typing.get_args(tp)[0]
-        elif typing.get_origin(tp) is dict:
-            tp = typing.get_args(tp)[1]
-        else:
-            return []
-    tp = _unwrap(tp)
-    if isinstance(tp, type) and issubclass(tp, pydantic.BaseModel):
-        return sorted((f.alias or n) for n, f in tp.model_fields.items())
-    return []
-
-
-_PATTERN_WORDS = {
-    schema.NAME_PATTERN: "a plain name (letters, digits, '.', '_', '-'; not starting with '.' or '-')",
-    schema.HOST_PATTERN: "a host name or range (letters, digits, '.', '_', '-', ranges like node[01-04])",
-    schema.ADDRESS_PATTERN: "a host name or IP address",
-    schema.USER_PATTERN: "a user name",
-    schema.PROXY_PATTERN: "a ProxyJump value ([user@]host[:port][,...])",
-    schema.ENV_PATTERN: "a shell variable name (letters, digits, '_'; not starting with a digit)",
-    schema.IFACE_PATTERN: "a network interface name",
-    schema.PATH_PATTERN: "a path (NUL characters are not allowed)",
-}
-
-
-def _short(value, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 4] + "...'"
-
-
-def _schema_error(where: _Where, exc: pydantic.ValidationError) -> InventoryError:
-    errors = exc.errors(include_url=False)
-    errors.sort(key=lambda e: yamlfile.line_of(where.lines, [p for p in e["loc"] if p != "[key]"]))
-    first = errors[0]
-    loc = [p for p in first["loc"] if p != "[key]"]
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        allowed = _allowed_keys(InventorySpec, loc[:-1])
-        msg = "unknown key" + (f"; allowed keys here are {', '.join(allowed)}" if allowed else "; remove it")
-    elif kind == "missing":
-        msg = "this key is required; add it"
-    elif kind == "string_pattern_mismatch" and first.get("input") == "":
-        msg = "must not be empty"
-    elif kind == "string_pattern_mismatch":
-        what = _PATTERN_WORDS.get((first.get("ctx") or {}).get("pattern"), "characters not allowed here")
-        msg = f"{_short(first['input'])} is not {what}"
-    elif kind == "literal_error":
-        msg = first["msg"].replace("Input should be", "must be")
-    elif kind in ("dict_type", "model_type", "model_attributes_type"):
-        msg = "must be a mapping (key: value entries)"
-    elif kind == "too_short":
-        msg = "must not be empty; list at least one item"
-    else:
-        msg = first["msg"].replace("Input should be", "must be")
-        if "[key]" in first["loc"]:
-            msg = f"bad name ({msg})"
-        elif "env" not in loc:  # never echo what may be a secret
-            msg += f" (got {_short(first.get('input'))})"
-    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-    return where.error(loc, msg + more)
-
-
 def load_inventory(path, config_names: Optional[dict] = None) -> Inventory:
     """Read, validate and resolve the inventory at `path`.
 
@@ -277,20 +168,20 @@ def parse_inventory(text: str, path="<inventory>", config_names: Optional[dict] 
 
 
 def _from_data(data, lines: dict, path: Path, config_names) -> Inventory:
-    where = _Where(path, lines)
+    where = Where(path, lines)
     if not isinstance(data, dict):
         raise where.error((), "an inventory is a YAML mapping with at least name, launcher, hosts and jobs")
     try:
         spec = InventorySpec.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise _schema_error(where, exc) from None
+        raise schema_error(where, exc) from None
     except (RecursionError, ValueError, TypeError) as exc:  # cyclic aliases and the like
         raise where.error((), f"the inventory cannot be validated ({' '.join(str(exc).split())[:200]})") from None
     configs = known_configs() if config_names is None else config_names
     return _resolve(spec, path, where, configs)
 
 
-def _resolve(spec: InventorySpec, path: Path, where: _Where, configs) -> Inventory:
+def _resolve(spec: InventorySpec, path: Path, where: Where, configs) -> Inventory:
     hosts = _resolve_hosts(spec, path, where)
     names = [h.name for h in hosts]
     controller = hosts[0]
@@ -313,7 +204,7 @@ def _resolve(spec: InventorySpec, path: Path, where: _Where, configs) -> Invento
                      poprun=spec.poprun, env=dict(spec.env), jobs=jobs, source_path=path, spec=spec)
 
 
-def _resolve_hosts(spec: InventorySpec, path: Path, where: _Where) -> list:
+def _resolve_hosts(spec: InventorySpec, path: Path, where: Where) -> list:
     hosts, seen, addresses = [], {}, {}
     base_dir = path.resolve().parent
     for index, hs in enumerate(spec.hosts):
@@ -362,7 +253,7 @@ def _resolve_hosts(spec: InventorySpec, path: Path, where: _Where) -> list:
     return hosts
 
 
-def _resolve_job(spec, name: str, js: JobSpec, n_hosts: int, hosts, where: _Where, configs) -> Job:
+def _resolve_job(spec, name: str, js: JobSpec, n_hosts: int, hosts, where: Where, configs) -> Job:
     loc = ("jobs", name)
     if configs is not None:
         if js.config not in configs:
@@ -413,7 +304,7 @@ def _resolve_job(spec, name: str, js: JobSpec, n_hosts: int, hosts, where: _Wher
                data=js.data, env=dict(js.env))
 
 
-def _check_consumes(jobs: dict, where: _Where) -> None:
+def _check_consumes(jobs: dict, where: Where) -> None:
     for name, job in list(jobs.items()):
         if job.consumes is None and DEFAULT_CONSUMES.get(name) in jobs:
             jobs[name] = job = _replace(job, consumes=DEFAULT_CONSUMES[name])

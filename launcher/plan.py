@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from launcher.errors import PlanError
-from launcher.inventory import Host, HostPath, Inventory, Job
+from launcher.inventory import Host, HostPath, Inventory
 from launcher.render import render_template
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")

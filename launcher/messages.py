@@ -1,0 +1,122 @@
+"""Sentences for inventory errors: `file:line: key.path: what is wrong; what to do`.
+
+`Where` knows the file and the line of every key (from launcher/yamlfile.py); `schema_error` turns
+the first pydantic validation error (in file order) into one such sentence.
+"""
+import types
+import typing
+from pathlib import Path
+
+import pydantic
+
+from launcher import schema, yamlfile
+from launcher.errors import InventoryError
+from launcher.schema import InventorySpec
+
+
+class Where:
+    """Builds `file:line: key.path: message` sentences."""
+
+    def __init__(self, path: Path, lines: dict):
+        self.path, self.lines = path, lines
+
+    def error(self, loc, message: str) -> InventoryError:
+        line = yamlfile.line_of(self.lines, loc)
+        key = _key_path(loc)
+        return InventoryError(f"{self.path}:{line}: {key + ': ' if key else ''}{message}")
+
+
+def _key_path(loc) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int) or (isinstance(part, str) and part.isdigit()):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _unwrap(tp):
+    """Strip Optional[...] and Annotated[...] from a type annotation."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is typing.Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
+
+
+def _allowed_keys(model, loc) -> list:
+    """Keys allowed in the mapping at `loc` (for 'unknown key' messages); [] when not a schema mapping."""
+    tp = model
+    for part in loc:
+        tp = _unwrap(tp)
+        if isinstance(tp, type) and issubclass(tp, pydantic.BaseModel):
+            fields = {(f.alias or n): f for n, f in tp.model_fields.items()}
+            if part not in fields:
+                return []
+            tp = fields[part].annotation
+        elif typing.get_origin(tp) is list:
+            tp = typing.get_args(tp)[0]
+        elif typing.get_origin(tp) is dict:
+            tp = typing.get_args(tp)[1]
+        else:
+            return []
+    tp = _unwrap(tp)
+    if isinstance(tp, type) and issubclass(tp, pydantic.BaseModel):
+        return sorted((f.alias or n) for n, f in tp.model_fields.items())
+    return []
+
+
+_PATTERN_WORDS = {
+    schema.NAME_PATTERN: "a plain name (letters, digits, '.', '_', '-'; not starting with '.' or '-')",
+    schema.HOST_PATTERN: "a host name or range (letters, digits, '.', '_', '-', ranges like node[01-04])",
+    schema.ADDRESS_PATTERN: "a host name or IP address",
+    schema.USER_PATTERN: "a user name",
+    schema.PROXY_PATTERN: "a ProxyJump value ([user@]host[:port][,...])",
+    schema.ENV_PATTERN: "a shell variable name (letters, digits, '_'; not starting with a digit)",
+    schema.IFACE_PATTERN: "a network interface name",
+    schema.PATH_PATTERN: "a path (NUL characters are not allowed)",
+}
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def schema_error(where: Where, exc: pydantic.ValidationError) -> InventoryError:
+    errors = exc.errors(include_url=False)
+    errors.sort(key=lambda e: yamlfile.line_of(where.lines, [p for p in e["loc"] if p != "[key]"]))
+    first = errors[0]
+    loc = [p for p in first["loc"] if p != "[key]"]
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(InventorySpec, loc[:-1])
+        msg = "unknown key" + (f"; allowed keys here are {', '.join(allowed)}" if allowed else "; remove it")
+    elif kind == "missing":
+        msg = "this key is required; add it"
+    elif kind == "string_pattern_mismatch" and first.get("input") == "":
+        msg = "must not be empty"
+    elif kind == "string_pattern_mismatch":
+        what = _PATTERN_WORDS.get((first.get("ctx") or {}).get("pattern"), "characters not allowed here")
+        msg = f"{_short(first['input'])} is not {what}"
+    elif kind == "literal_error":
+        msg = first["msg"].replace("Input should be", "must be")
+    elif kind in ("dict_type", "model_type", "model_attributes_type"):
+        msg = "must be a mapping (key: value entries)"
+    elif kind == "too_short":
+        msg = "must not be empty; list at least one item"
+    else:
+        msg = first["msg"].replace("Input should be", "must be")
+        if "[key]" in first["loc"]:
+            msg = f"bad name ({msg})"
+        elif "env" not in loc:  # never echo what may be a secret
+            msg += f" (got {_short(first.get('input'))})"
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    return where.error(loc, msg + more)
