@@ -6,6 +6,7 @@ API::
     dist.resolve_device("auto")       # "cuda" when available, else "cpu"; "ipu" stays "ipu"
     dist.sampler(dataset, info, shuffle=True, seed=0)  # DistributedSampler (also for 1 process)
     dist.all_reduce_mean(value, info) # float averaged over ranks (plain value in one process)
+    dist.min_max(value, info)         # (min, max) over ranks
     dist.barrier(info); dist.cleanup(info)
 
 The place of a process in a job is learnt only from the environment: torchrun's RANK,
@@ -119,6 +120,19 @@ def all_reduce_mean(value: float, info: DistInfo) -> float:
     t = torch.tensor([float(value)], dtype=torch.float64, device=info.device if info.backend == "nccl" else "cpu")
     td.all_reduce(t)
     return float(t.item()) / info.world_size
+
+
+def min_max(value: float, info: DistInfo) -> tuple[float, float]:
+    """(min, max) of ``value`` over the ranks, to check that every rank agrees."""
+    if not info.distributed:
+        return float(value), float(value)
+    import torch
+    import torch.distributed as td
+
+    device = info.device if info.backend == "nccl" else "cpu"
+    t = torch.tensor([float(value), -float(value)], dtype=torch.float64, device=device)
+    td.all_reduce(t, op=td.ReduceOp.MAX)
+    return -float(t[1].item()), float(t[0].item())
 
 
 def barrier(info: DistInfo) -> None:

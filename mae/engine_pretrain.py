@@ -223,9 +223,6 @@ def _run(cfg, info, hooks) -> dict:
 
     model = build_model(cfg).to(info.device)
     core = model
-    if info.distributed:
-        ids = [torch.device(info.device).index] if info.device_type == "cuda" else None
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     lr = optim.resolve_lr(cfg, info.world_size)
     optimizer = optim.build_adamw(core, cfg, lr, betas=(0.9, 0.95))
     scaler = torch.amp.GradScaler(info.device_type, enabled=amp_dtype == torch.float16)
@@ -246,10 +243,22 @@ def _run(cfg, info, hooks) -> dict:
         if info.is_main:
             print(f"resumed from {path} (epoch {ckpt['epoch']} done)", flush=True)
         del ckpt
+    low, high = dist.min_max(start_epoch, info)
+    if low != high:
+        raise checkpoint.CheckpointError(
+            f"ranks disagree on the checkpoint to resume from (epochs {int(low) - 1} to {int(high) - 1}): "
+            f"{output_dir} must be the same shared folder on every host, or pass --resume FILE present everywhere"
+        )
+    if info.distributed:  # wrapped after loading: DDP starts from rank 0's weights on every rank
+        ids = [torch.device(info.device).index] if info.device_type == "cuda" else None
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     eff = optim.effective_batch(cfg, info.world_size)
     if info.is_main:
-        output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise checkpoint.CheckpointError(f"cannot create output directory {output_dir}: {err.strerror}") from None
         print(f"pretrain {cfg.model} on {info.device} x {info.world_size} process(es), {len(dataset)} images, "
               f"{steps} steps/epoch, effective batch {eff}, lr {lr:.3e} (blr {cfg.blr:g}), "
               f"precision {'fp32' if amp_dtype is None else cfg.precision}, "

@@ -16,20 +16,29 @@ def torchrun() -> list[str]:
 
 
 @pytest.mark.slow
-def test_two_process_gloo_run_under_torchrun(tmp_path):
+def test_two_process_gloo_run_under_torchrun_and_resume(tmp_path):
     out = tmp_path / "out"
     cmd = [*torchrun(), "--standalone", "--nproc_per_node", "2", "-m", "mae.pretrain",
            "--model", "mae_vit_tiny_patch4", "--input_size", "16", "--generated_data", "--generated_size", "64",
            "--batch_size", "8", "--gradient_accumulation_count", "2", "--num_workers", "0", "--device", "cpu",
-           "--epochs", "2", "--warmup_epochs", "1", "--print_freq", "1", "--output_dir", str(out)]
+           "--warmup_epochs", "1", "--print_freq", "1", "--output_dir", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
-                          start_new_session=True)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert "cpu x 2 process(es)" in proc.stdout and "effective batch 32" in proc.stdout  # 8 x 2 x 2 ranks
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("Training Epoch: [") and "\t" in line]
-    assert len(lines) == 2 * 4  # 64 images / 2 ranks / batch 8 = 4 steps per epoch; rank 0 prints alone
+
+    def run(*extra):
+        proc = subprocess.run([*cmd, *extra], cwd=tmp_path, capture_output=True, text=True, timeout=240, env=env,
+                              start_new_session=True)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        return proc
+
+    first = run("--epochs", "1")
+    assert "cpu x 2 process(es)" in first.stdout and "effective batch 32" in first.stdout  # 8 x 2 x 2 ranks
+    lines = [line for line in first.stdout.splitlines() if line.startswith("Training Epoch: [") and "\t" in line]
+    assert len(lines) == 4  # 64 images / 2 ranks / batch 8 = 4 steps per epoch; rank 0 prints alone
     assert "throughput" in lines[-1]
+    assert torch.load(out / "checkpoint.pth", weights_only=True)["epoch"] == 0
+
+    second = run("--epochs", "2", "--resume")  # both ranks resume from the shared output folder
+    assert "resumed from" in second.stdout and "Training Epoch: [1][0/4]" in second.stdout
     ckpt = torch.load(out / "checkpoint.pth", weights_only=True)
-    assert ckpt["epoch"] == 1 and (out / "model_1.pth").exists()
+    assert ckpt["epoch"] == 1 and (out / "model_0.pth").exists() and (out / "model_1.pth").exists()
     assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
