@@ -18,28 +18,14 @@ import time
 
 from mae.errors import DeviceError
 
-try:  # the single source of the message lives in mae.ipu
-    from mae.ipu import SDK_MESSAGE
-except Exception:  # noqa: BLE001 - mae.ipu needs torch; keep the fallback text here
-    SDK_MESSAGE = ("device ipu needs PopTorch, which cannot be imported here: enable the Poplar SDK "
-                   "(source <sdk>/enable and install its poptorch wheel into this environment), "
-                   "or use --device cpu|cuda")
-
-
-def require_poptorch():
-    """poptorch, or DeviceError saying that the Poplar SDK must be enabled."""
-    try:
-        import poptorch
-    except (ImportError, OSError):
-        raise DeviceError(SDK_MESSAGE) from None
-    return poptorch
-
 
 def run(cfg, hooks=None) -> dict:
-    poptorch = require_poptorch()
+    from mae import ipu
+
+    poptorch = ipu.require_poptorch()  # one line saying the Poplar SDK must be enabled, exit status 2
     import torch
 
-    from mae import checkpoint, config, data, dist, ipu, metrics, optim
+    from mae import checkpoint, config, data, dist, metrics, optim
     from mae.engine_pretrain import (CheckpointContext, TrainingError, _call_hooks, build_model, default_hooks,
                                      seed_everything, seed_for)
 

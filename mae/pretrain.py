@@ -3,8 +3,8 @@
 
 Masked Autoencoder pretraining. The named config (mae/configs.yml) supplies the defaults and flags
 override them (``--help`` lists every key). Bad input is reported in one line with exit status 2.
-The loop itself lives in :mod:`mae.engine_pretrain` (imported after the flags are checked, so
-``--help`` and flag errors are instant).
+The loop itself lives in :mod:`mae.engine_pretrain` (CPU/CUDA) and :mod:`mae.engine_ipu` (IPU),
+imported after the flags and the data path are checked, so ``--help`` and such errors are instant.
 """
 from __future__ import annotations
 
@@ -17,18 +17,18 @@ from mae.errors import user_errors
 def main(argv: list[str] | None = None) -> int:
     with user_errors("mae.pretrain"):
         cfg = config.parse(argv, job="pretrain")
-        if not cfg.generated_data and cfg.data_path:
-            from mae import data
-
-            data.preflight(cfg.data_path, "train")  # bad data paths fail before torch loads
         if cfg.device == "ipu":
             from mae import engine_ipu  # poptorch is imported only on this path
 
             engine_ipu.run(cfg)
-        else:
-            from mae import engine_pretrain
+            return 0
+        if not cfg.generated_data and cfg.data_path:
+            from mae import data
 
-            engine_pretrain.run(cfg)
+            data.preflight(cfg.data_path, "train")  # bad data paths fail before torch loads
+        from mae import engine_pretrain
+
+        engine_pretrain.run(cfg)
     return 0
 
 
