@@ -39,8 +39,9 @@ unsigned col_blocks(int64_t d) { return static_cast<unsigned>((d + kThreads - 1)
 
 // One block per output row, threads along D.
 template <typename T>
-__global__ void keep_fwd(const T* x, int64_t sxn, int64_t sxl, const int64_t* ids, T* out, int64_t l, int64_t k,
-                         int64_t d) {
+__global__ void keep_fwd(const T* __restrict__ x, int64_t sxn, int64_t sxl, const int64_t* __restrict__ ids,
+                         T* __restrict__ out, int64_t l,
+                         int64_t k, int64_t d) {
   const int64_t r = blockIdx.x;
   const int64_t idx = ids[r];
   assert(idx >= 0 && idx < l);
@@ -52,10 +53,12 @@ __global__ void keep_fwd(const T* x, int64_t sxn, int64_t sxl, const int64_t* id
 // grid (N, column blocks): each thread owns one column of one sample and walks its K rows in order, so
 // repeated indices accumulate without atomics and the result is deterministic.
 template <typename T>
-__global__ void keep_bwd(const T* g, int64_t sgn, int64_t sgk, const int64_t* ids, T* gx, int64_t l, int64_t k,
+__global__ void keep_bwd(const T* __restrict__ g, int64_t sgn, int64_t sgk, const int64_t* __restrict__ ids,
+                         T* __restrict__ gx, int64_t l, int64_t k,
                          int64_t d) {
   const int64_t i = blockIdx.x, c = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
   if (c >= d) return;
+#pragma unroll 4
   for (int64_t j = 0; j < k; ++j) {
     const int64_t idx = ids[i * k + j];
     assert(idx >= 0 && idx < l);
@@ -65,8 +68,9 @@ __global__ void keep_bwd(const T* g, int64_t sgn, int64_t sgk, const int64_t* id
 }
 
 template <typename T>
-__global__ void restore_fwd(const T* x, int64_t sxn, int64_t sxl, const int64_t* ids, const T* mask, const T* pos,
-                            int64_t spn, int64_t spl, T* out, int64_t kv, int64_t l, int64_t d) {
+__global__ void restore_fwd(const T* __restrict__ x, int64_t sxn, int64_t sxl, const int64_t* __restrict__ ids,
+                            const T* __restrict__ mask, const T* __restrict__ pos, int64_t spn, int64_t spl,
+                            T* __restrict__ out, int64_t kv, int64_t l, int64_t d) {
   const int64_t r = blockIdx.x, rows = l + 1, i = r / rows, j = r % rows;
   const T* src;
   if (j == 0) {
@@ -86,8 +90,9 @@ __global__ void restore_fwd(const T* x, int64_t sxn, int64_t sxl, const int64_t*
 }
 
 template <typename T>
-__global__ void restore_bwd(const T* g, int64_t sgn, int64_t sgl, const int64_t* ids, T* gx,
-                            typename Num<T>::acc* part, int64_t k1, int64_t l, int64_t d) {
+__global__ void restore_bwd(const T* __restrict__ g, int64_t sgn, int64_t sgl, const int64_t* __restrict__ ids,
+                            T* __restrict__ gx, typename Num<T>::acc* __restrict__ part, int64_t k1, int64_t l,
+                            int64_t d) {
   using A = typename Num<T>::acc;
   const int64_t i = blockIdx.x, c = static_cast<int64_t>(blockIdx.y) * blockDim.x + threadIdx.x;
   if (c >= d) return;
@@ -96,6 +101,7 @@ __global__ void restore_bwd(const T* g, int64_t sgn, int64_t sgl, const int64_t*
   oi[0] = gi[0];
   for (int64_t j = 1; j < k1; ++j) oi[j * d] = Num<T>::from(A(0));
   A m = A(0);
+#pragma unroll 4
   for (int64_t j = 0; j < l; ++j) {
     const int64_t idx = ids[i * l + j];
     assert(idx >= 0 && idx < l);
