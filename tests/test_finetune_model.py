@@ -109,3 +109,18 @@ def test_randaugment_posterize_zero_bits_gives_black_image():
     assert out.size == img.size and out.getextrema() == ((0, 0), (0, 0), (0, 0))
     assert augment._posterize(img, 8) is img
     assert augment._posterize(img, 2).getpixel((0, 0)) == (192, 64, 0)
+
+
+def test_vit_base_finetune_config_wires_the_recipe():
+    from timm.loss import SoftTargetCrossEntropy
+
+    from mae import config, finetune
+
+    cfg = config.parse(["--config", "vit_base_finetune"], job="finetune")
+    mixup, criterion = finetune.mixup_and_criterion(cfg)
+    assert (mixup.mixup_alpha, mixup.cutmix_alpha, mixup.label_smoothing) == (0.8, 1.0, 0.1)
+    assert isinstance(criterion, SoftTargetCrossEntropy)
+    assert (cfg.layer_decay, cfg.drop_path, cfg.reprob, cfg.aa) == (0.65, 0.1, 0.25, "rand-m9-mstd0.5-inc1")
+    assert (cfg.blr, cfg.min_lr, cfg.warmup_epochs, cfg.epochs) == (5.0e-4, 1.0e-6, 5, 100)
+    tf = repr(augment.build_transform(True, cfg))
+    assert "size=(224, 224), scale=(0.08, 1.0)" in tf and "RandAugment" in tf and "RandomErasing(p=0.25, mode=pixel" in tf
