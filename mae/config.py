@@ -269,7 +269,7 @@ def build_parser(job: str, config_name: str, values: dict, path=None) -> argpars
 def parse(argv: list[str] | None = None, job: str = "pretrain", path=None) -> argparse.Namespace:
     """Parse ``argv`` for ``job`` → Namespace holding every config key plus config, resume."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre = _Parser(add_help=False, allow_abbrev=False)
     pre.add_argument("--config", default=DEFAULT_CONFIG[job])
     known, _ = pre.parse_known_args(argv)
     values = get(known.config, job, path)
