@@ -4,7 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 INVENTORY ?= inventories/local.yml
 
-.PHONY: help install test test-fast demo bench remap deploy clean
+N         ?= 4
+
+.PHONY: help install test test-fast demo bench remap deploy cluster-up cluster-down clean
 
 help:
 	@echo "make install   create $(VENV) with pinned torch/torchvision and the project (editable)"
@@ -14,6 +16,8 @@ help:
 	@echo "make bench     run the benchmarks under bench/"
 	@echo "make remap     build the native remap op (remap/remap_ops.so)"
 	@echo "make deploy INVENTORY=...  sync the code to every host and build remap there"
+	@echo "make cluster-up N=4  start N sshd 'hosts' on 127.0.0.x (as root) and write .cluster/inventory.yml"
+	@echo "make cluster-down    stop them"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +38,15 @@ remap: $(PY)
 demo: install
 	$(PY) -m mae.data digits --out data/digits
 	$(PY) -m mae.pretrain --config digits_pretrain --data_path data/digits --output_dir output/demo/pretrain
+
+deploy: $(PY)
+	$(PY) -m launcher deploy --inventory $(INVENTORY)
+
+cluster-up: $(PY)
+	$(PY) tests/cluster.py up -n $(N) --dir .cluster
+
+cluster-down:
+	$(PY) tests/cluster.py down --dir .cluster
 
 bench: $(PY)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

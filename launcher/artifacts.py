@@ -40,38 +40,63 @@ def _rsync(argv: list[str], host_name: str) -> None:
 
 def ensure_checkpoint(plan, what: str) -> None:
     """Make sure `plan.consumed_checkpoint` is on every host of `plan` (copying from the controller)."""
-    path = plan.consumed_checkpoint
-    if path is None:
+    if plan.consumed_checkpoint is None:
         return
     controller = plan.hosts[0].host
-    ts = {hp.host.name: remote.target(hp.host) for hp in plan.hosts}
+    distribute(controller, plan.consumed_checkpoint,
+               {hp.host.name: (hp.host, plan.consumed_checkpoint) for hp in plan.hosts}, what)
+
+
+def ensure_resume(plan) -> None:
+    """Before a resume: each host's own output dir gets the controller's latest checkpoint
+    (hosts that do not share a filesystem would otherwise restart from scratch, out of step)."""
+    controller = plan.hosts[0].host
+    distribute(controller, plan.checkpoint,
+               {hp.host.name: (hp.host, type(plan.checkpoint)(f"{hp.output_dir}/checkpoint.pth"))
+                for hp in plan.hosts}, plan.job, required=False)
+
+
+def distribute(source_host, source_path, dests: dict, what: str, required: bool = True) -> list[str]:
+    """Copy `source_path` on `source_host` to dests {name: (host, path)} that lack it (or differ in
+    size), relayed through this machine. Returns the names copied to."""
+    ts = {name: remote.target(host) for name, (host, _) in dests.items()}
+    if source_host.name not in ts:
+        ts[source_host.name] = remote.target(source_host)
     try:
-        results = remote.fan_out(list(ts.values()), lambda t: sizes(t, [path])[0], timeout=60)
+        src = remote.fan_out([ts[source_host.name]], lambda t: sizes(t, [source_path])[0], timeout=60)[0]
+        if not src.ok:
+            raise UserError(remote.failure_message(f"looking for the {what} checkpoint", [src]))
+        if src.value is None and not required:
+            return []
+        if src.value is None:
+            raise UserError(f"{what} left no checkpoint at {source_path} on {source_host.name}; "
+                            "look at its logs with mae-launch logs")
+        results = remote.fan_out([ts[n] for n in dests], lambda t: sizes(t, [dests[t.name][1]])[0], timeout=60)
         bad = [r for r in results if not r.ok]
         if bad:
             raise UserError(remote.failure_message(f"looking for the {what} checkpoint", results))
-        have = {r.host: r.value for r in results}
-        if have[controller.name] is None:
-            raise UserError(f"{what} produced no checkpoint at {path} on {controller.name}; "
-                            "look at its logs with mae-launch logs")
-        missing = [n for n, size in have.items() if size is None]
+        missing = [r.host for r in results
+                   if r.value is None or (r.value != src.value and not (
+                       r.host == source_host.name and str(dests[r.host][1]) == str(source_path)))]
         if not missing:
-            return
+            return []
         with tempfile.TemporaryDirectory(prefix="mae-launch-ckpt-") as tmp:
             local = pathlib.Path(tmp) / "checkpoint.pth"
-            opts, src = remote.rsync_remote(controller, _remote_path(controller, str(path)))
-            _rsync(["rsync", "-a", "--secluded-args", *opts, src, str(local)], controller.name)
+            opts, spec = remote.rsync_remote(source_host, _remote_path(source_host, str(source_path)))
+            _rsync(["rsync", "-a", "--secluded-args", *opts, spec, str(local)], source_host.name)
 
             def push(t):
+                dest = dests[t.name][1]
                 t.run_template("mkdir.sh.j2", timeout=30, check=True,
-                               path=type(path)(str(path).rsplit("/", 1)[0]))
-                opts, dest = remote.rsync_remote(t.host, _remote_path(t.host, str(path)))
-                _rsync(["rsync", "-a", "--secluded-args", *opts, str(local), dest], t.name)
+                               path=type(dest)(str(dest).rsplit("/", 1)[0]))
+                opts, spec = remote.rsync_remote(t.host, _remote_path(t.host, str(dest)))
+                _rsync(["rsync", "-a", "--secluded-args", *opts, str(local), spec], t.name)
                 return "copied"
 
             pushed = remote.fan_out([ts[n] for n in missing], push, timeout=3600)
             if not all(r.ok for r in pushed):
                 raise UserError(remote.failure_message(f"copying the {what} checkpoint", pushed))
+        return missing
     finally:
         remote.close_all(ts.values())
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import collections
 
+from rich.markup import escape
 from rich.table import Table
 
 from launcher import remote
@@ -79,6 +80,7 @@ def table(rows: dict) -> Table:
         cells = []
         for c in CHECKS:
             ok, text = row[c]
+            text = escape(text)
             cells.append("-" if ok is None else (f"[green]✓[/] {text}" if ok else f"[red]✗ {text}[/]"))
         t.add_row(host, *cells)
     return t

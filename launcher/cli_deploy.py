@@ -1,4 +1,5 @@
 """`mae-launch deploy`: sync the project to every host and build the remap op there."""
+import pathlib
 import sys
 
 import click
@@ -15,7 +16,9 @@ from launcher.cli import main
 @click.option("--no-build", is_flag=True, help="Only sync; do not run `make -C remap` on the hosts.")
 @click.option("--parallel", default=remote.DEFAULT_LIMIT, show_default=True, metavar="N",
               help="Hosts worked on at once.")
-def deploy(inventory_path, force, no_build, parallel):
+@click.option("--source", type=click.Path(exists=True, file_okay=False), default=None, metavar="DIR",
+              help="Project tree to send (default: this checkout).")
+def deploy(inventory_path, force, no_build, parallel, source):
     """Copy the project to every host's workdir (rsync, incremental; .gitignore'd files, secrets and
     outputs excluded) and build the remap op there. All or nothing: any failing host fails the command.
 
@@ -23,7 +26,8 @@ def deploy(inventory_path, force, no_build, parallel):
     """
     console = Console(highlight=False)
     inv = options.load(inventory_path)
-    results = deploy_mod.deploy(inv, force=force, build=not no_build, limit=parallel, console=console)
+    kwargs = {"root": pathlib.Path(source)} if source else {}
+    results = deploy_mod.deploy(inv, force=force, build=not no_build, limit=parallel, console=console, **kwargs)
     console.print(remote.summary_table(f"deploy to {len(results)} host(s)", results))
     if not all(r.ok for r in results):
         console.print(remote.failure_message("deploy", results), markup=False)

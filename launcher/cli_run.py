@@ -5,6 +5,7 @@ import sys
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from launcher import artifacts, options, remote, runs, supervise
 from launcher.cli import main
@@ -20,11 +21,11 @@ def _console() -> Console:
 
 def _start_and_follow(console, inv, run, plan, detach: bool, poll: float) -> int:
     console.print(f"[bold]run {run.id}[/]: {plan.job} on {len(plan.hosts)} host(s) "
-                  f"({plan.mode}, {plan.world_size} process(es)), output {plan.output_dir}")
+                  f"({plan.mode}, {plan.world_size} process(es)), output {escape(str(plan.output_dir))}")
     results = runs.start_job(plan, run)
     if not all(r.ok for r in results):
         console.print(remote.summary_table(f"start {plan.job}", results, lambda r: f"pgid {r.value}"))
-        console.print(f"[red]{remote.failure_message('starting ' + plan.job, results)}[/]", markup=False)
+        console.print(remote.failure_message('starting ' + plan.job, results), markup=False, style="red")
         stopped = runs.stop_run(run)
         console.print(remote.summary_table("stop", stopped, lambda r: "nothing left"))
         return 1
@@ -58,7 +59,7 @@ def _run_one(job: str, inventory_path, run_id, detach, poll, resume=None, from_r
     if resume is not None:
         run = runs.Run.load(check_run_id(resume))
         if run.data.get("inventory") and str(inv.source_path) != run.data["inventory"]:
-            console.print(f"[yellow]note: run {run.id} was started with {run.data['inventory']}[/]")
+            console.print(f"[yellow]note: run {run.id} was started with {escape(run.data['inventory'])}[/]")
         plan = plan_job(inv, job, run.id, consume=checkpoint, consume_run=from_run, resume=True)
         run.data.setdefault("resumed", []).append(runs._now())
         run.save()
@@ -68,6 +69,8 @@ def _run_one(job: str, inventory_path, run_id, detach, poll, resume=None, from_r
         run = runs.Run.create(run_id, inv, sys.argv)
     if plan.consumed_checkpoint is not None:
         artifacts.ensure_checkpoint(plan, plan.consumes or "the consumed job")
+    if resume is not None and job != "validate":
+        artifacts.ensure_resume(plan)
     return _start_and_follow(console, inv, run, plan, detach, poll)
 
 
@@ -128,7 +131,7 @@ def pipeline(inventory_path, run_id, detach, poll):
     if last.job == "validate":
         result = artifacts.validation_result(last)
         if result is None:
-            console.print(f"[red]validate wrote no {last.output_dir}/validation.json[/]")
+            console.print(f"[red]validate wrote no {escape(str(last.output_dir))}/validation.json[/]")
             sys.exit(1)
         run.data["validation"] = result
         run.save()

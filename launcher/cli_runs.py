@@ -5,6 +5,7 @@ import sys
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from launcher import remote, runs, supervise
@@ -25,7 +26,7 @@ def runs_command():
     for run_id in runs.list_ids():
         run = runs.Run.load(run_id)
         jobs = ", ".join(f"{j['job']}: {j.get('state', '?')}" for j in run.data["jobs"]) or "-"
-        table.add_row(run.id, run.data.get("created", ""), run.data.get("inventory", ""), jobs,
+        table.add_row(run.id, run.data.get("created", ""), escape(run.data.get("inventory", "")), escape(jobs),
                       run.data.get("git", "")[:12])
     console.print(table)
 
@@ -64,14 +65,14 @@ def status(run_id, job):
     for r in results:
         h = entry["hosts"][r.host]
         if not r.ok:
-            table.add_row(r.host, _ranks(h), str(h.get("pgid")), f"[red]lost ({r.kind})[/]", r.error)
+            table.add_row(r.host, _ranks(h), str(h.get("pgid")), f"[red]lost ({r.kind})[/]", escape(r.error))
             continue
         st, _ = r.value
         for key, (_, data) in st.chunks.items():
             printer.feed(r.host, key, "", data)
         printer.flush()
         colour = "green" if st.state in ("running", "exited 0") else "red"
-        table.add_row(r.host, _ranks(h), str(h.get("pgid")), f"[{colour}]{st.state}[/]", printer.last_line(r.host))
+        table.add_row(r.host, _ranks(h), str(h.get("pgid")), f"[{colour}]{st.state}[/]", escape(printer.last_line(r.host)))
     console.print(table)
     sys.exit(0 if all(r.ok for r in results) else 1)
 
@@ -100,7 +101,7 @@ def logs(run_id, job, follow, host_names, lines):
         if host_names and r.host not in host_names:
             continue
         if not r.ok:
-            console.print(f"[red]{r.host}: {r.error}[/]")
+            console.print(f"[red]{r.host}: {escape(r.error)}[/]")
             continue
         st, start = r.value
         labels = {k: lab for k, lab, _ in runs.log_files(entry["hosts"][r.host], entry["job"])}

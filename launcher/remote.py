@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 
 import paramiko
 from fabric import Config, Connection
+from rich.markup import escape
 from rich.table import Table
 
 from launcher.knownhosts import apply_policy, known_hosts_path
@@ -326,7 +327,7 @@ def summary_table(title: str, results: list[HostResult], describe: Callable[[Hos
         detail = (describe(r) if describe else str(r.value or "")) if r.ok else r.error
         if not r.ok and r.tail:
             detail += "\n" + r.tail
-        table.add_row(r.host, state, f"{r.seconds:.1f}", detail)
+        table.add_row(r.host, state, f"{r.seconds:.1f}", escape(detail))
     return table
 
 

@@ -184,7 +184,7 @@ def stop_run(run: Run, ts: dict | None = None, limit: int = remote.DEFAULT_LIMIT
 
     def one(t):
         jobs = [j["hosts"][t.name] for j in run.data["jobs"] if t.name in j["hosts"]]
-        pgids = [j["pgid"] for j in jobs if j.get("pgid")]
+        pgids = [int(j["pgid"]) for j in jobs if j.get("pgid")]
         done = t.run_template("stop.sh.j2", timeout=grace_ms / 1000 + 20, check=True, run_id=run.id,
                               host=t.name, pgids=pgids, grace_ms=grace_ms,
                               jobs=[{"exit_path": HostPath(j["exit_path"]), "pid_path": HostPath(j["pid_path"])}

@@ -14,12 +14,14 @@ import signal
 import time
 
 from rich.console import Console
+from rich.markup import escape
 
 from launcher import remote, runs
 from launcher.logs import LogPrinter
 
 ROOT_CAUSE = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*\d+\)\s*\n\s*exitcode\s*:\s*(-?\d+)")
 START_TIMEOUT = 60.0
+TEARDOWN_GRACE_MS = 1000  # a failed run: SIGKILL what SIGTERM has not ended after 1 s
 
 
 @dataclasses.dataclass
@@ -95,7 +97,7 @@ def follow(run: runs.Run, job: str, console: Console, *, fail_fast: bool = True,
             if failures and fail_fast:
                 first = min(failures, key=lambda f: f.when)
                 t0 = time.monotonic()
-                stopped = runs.stop_run(run, ts={n: t for n, t in ts.items()})
+                stopped = runs.stop_run(run, ts={n: t for n, t in ts.items()}, grace_ms=TEARDOWN_GRACE_MS)
                 took = time.monotonic() - t0
                 _final_drain(names, ts, entry, job, offsets, printer, labels)
                 first.lines = first.lines or _last_lines(printer, first.host, entry["hosts"][first.host])
@@ -113,7 +115,7 @@ def follow(run: runs.Run, job: str, console: Console, *, fail_fast: bool = True,
     except (_Interrupted, KeyboardInterrupt) as e:
         t0 = time.monotonic()
         console.print(f"[yellow]interrupted ({e or 'SIGINT'}): stopping run {run.id} on every host[/]")
-        stopped = runs.stop_run(run, ts={n: t for n, t in ts.items()})
+        stopped = runs.stop_run(run, ts={n: t for n, t in ts.items()}, grace_ms=TEARDOWN_GRACE_MS)
         took = time.monotonic() - t0
         run.set_state(job, "stopped")
         return Outcome(130, Failure("-", time.time(), "interrupted"), stopped, took)
@@ -162,7 +164,10 @@ def report(console: Console, outcome: Outcome) -> None:
     f = outcome.failure
     if f is None:
         return
-    console.print(f"[bold red]run failed — earliest failure: {f.describe()}[/]")
+    if f.reason == "interrupted":
+        console.print("[bold yellow]interrupted[/]")
+    else:
+        console.print(f"[bold red]run failed — earliest failure: {escape(f.describe())}[/]")
     for line in f.lines:
         console.print(f"    {line}", highlight=False, markup=False)
     if outcome.stopped is not None:

@@ -210,7 +210,8 @@ class Cluster:
                     "connect_timeout": 5},
             "hosts": [{"name": h.name, "address": h.address, "port": h.port,
                        "workdir": str(h.workdir), "slots": 1} for h in self.hosts],
-            "network": {"interface": "lo"},
+            "network": {"interface": "lo", "master_port": _free_port(self.hosts[0].address)},
+            "env": {"OMP_NUM_THREADS": 1},
             "paths": {"venv": str(self.venv), "data": "data/digits", "output": "output"},
             "jobs": {
                 "pretrain": {"config": "digits_pretrain", "nproc_per_node": 1},

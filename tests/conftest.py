@@ -13,3 +13,6 @@ def pytest_runtest_makereport(item, call):
     if os.environ.get("CI") == "true" and report.skipped and item.get_closest_marker("cluster"):
         report.outcome = "failed"
         report.longrepr = f"cluster test skipped in CI (CI=true): {report.longrepr}"
+
+# The loopback sshd cluster fixtures (cluster, deployed, ...): tests/cluster_fixtures.py
+from cluster_fixtures import cluster, deployed, project_source, runs_dir  # noqa: E402,F401
