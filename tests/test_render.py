@@ -24,8 +24,8 @@ ENGINE_OPTIONS = '{"opt.enableMultiAccessCopies":"false","target.hostSyncTimeout
 def words(command: str) -> list:
     """The argv bash itself makes of a rendered command (continuations, quotes, "$HOME" and all)."""
     res = subprocess.run(["bash", "-c", 'eval "printf \'%s\\0\' $1"', "split", command],
-                         capture_output=True, text=True, check=True)
-    return res.stdout.split("\0")[:-1]
+                         capture_output=True, check=True)  # bytes: no newline translation
+    return res.stdout.decode().split("\0")[:-1]
 
 
 def check_golden(name: str, text: str):

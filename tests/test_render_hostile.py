@@ -15,11 +15,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from launcher.inventory import load_inventory
 from launcher.plan import plan_job
+from launcher.render import q
+from launcher.schema import EnvValue
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from test_render import words  # noqa: E402  (bash splits rendered commands)
 EVIL = "x'y\"z $(touch PWNED1) `touch PWNED2` ;touch PWNED3; \\ * ? $HOME ${IFS} \n-- é|&>o<i"
 EVIL_NAME = "h$(touch PWNED4)`touch PWNED5`;'\"\n*"  # bypasses inventory validation on purpose
 
@@ -168,3 +174,24 @@ def test_real_torchrun_starts_each_rank_with_its_own_log(tmp_path):
     for rank in (0, 1):
         assert Path(hp.rank_logs[rank]).read_text() == f"hello from python3 rank {rank}\n"
         assert seen[f"python3.{rank}.json"]["argv"][-7] == EVIL
+
+
+TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20)
+
+
+@settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(args=st.lists(TEXT, max_size=4), data=TEXT.filter(lambda s: s.strip("/") != ""), value=TEXT)
+def test_any_text_arrives_as_one_argument(args, data, value):
+    """For arbitrary text in args, a data path and an env value, bash sees exactly those words."""
+    inv = load_inventory(ROOT / "inventories" / "local.yml")
+    job = dataclasses.replace(inv.jobs["pretrain"], args=tuple(args), data="/d/" + data.replace("/", "_"))
+    env = {"VALUE": EnvValue(value=value)}
+    inv = dataclasses.replace(inv, jobs={"pretrain": job}, env=env)
+    (hp,) = plan_job(inv, "pretrain", "r1").hosts
+    argv = words(hp.command)
+    expected = ["--data_path", job.data, "--output_dir", f"{ROOT}/output/r1/pretrain", *args]
+    assert argv[-len(expected):] == expected
+    assert argv[argv.index("--no-python") + 1:argv.index("--no-python") + 3] == ["bash", "-c"]
+    exports = subprocess.run(["bash", "-c", 'eval "$1"; printf "%s" "$VALUE"', "x", f"export VALUE={q(value)}"],
+                             capture_output=True)
+    assert exports.stdout.decode() == value and f"export VALUE={q(value)}\n" in hp.script
