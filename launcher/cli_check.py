@@ -19,7 +19,7 @@ def check(inventory_path, min_free_gb):
 
     Example: mae-launch check -i inventories/pod64.yml
     """
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     inv = options.load(inventory_path)
     rows, ok = check_mod.run_checks(inv, min_free_gb=min_free_gb)
     console.print(check_mod.table(rows))

@@ -24,7 +24,7 @@ def deploy(inventory_path, force, no_build, parallel, source):
 
     Example: mae-launch deploy -i inventories/gpu-cluster.yml
     """
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     inv = options.load(inventory_path)
     kwargs = {"root": pathlib.Path(source)} if source else {}
     results = deploy_mod.deploy(inv, force=force, build=not no_build, limit=parallel, console=console, **kwargs)

@@ -16,7 +16,7 @@ PIPELINE = ("pretrain", "finetune", "validate")
 
 
 def _console() -> Console:
-    return Console(highlight=False)
+    return Console(highlight=False, soft_wrap=True)
 
 
 def _start_and_follow(console, inv, run, plan, detach: bool, poll: float) -> int:

@@ -19,7 +19,7 @@ JOB_OPT = click.option("--job", default=None, metavar="JOB", help="Which job of 
 @main.command(name="runs")
 def runs_command():
     """List recorded runs (newest last) with their jobs and states."""
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     table = Table(title=f"runs in {runs.runs_root()}", title_justify="left")
     for col in ("run", "created", "inventory", "jobs", "git"):
         table.add_column(col)
@@ -55,7 +55,7 @@ def _poll_all(run, job, max_bytes=1 << 16, tail=True):
 @JOB_OPT
 def status(run_id, job):
     """Per host: running / exited N / stopped / lost, and the last log line. RUN defaults to the latest."""
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     run = runs.Run.load(run_id)
     entry, results = _poll_all(run, job, max_bytes=4096)
     printer = LogPrinter(console, list(entry["hosts"]), show=False)
@@ -92,7 +92,7 @@ def logs(run_id, job, follow, host_names, lines):
 
     Example: mae-launch logs --follow --host host1
     """
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     run = runs.Run.load(run_id)
     entry, results = _poll_all(run, job, max_bytes=max(4096, lines * 400))
     printer = LogPrinter(console, list(entry["hosts"]), show=False)
@@ -127,7 +127,7 @@ def logs(run_id, job, follow, host_names, lines):
 def stop(run_id, grace):
     """Stop a run on every host: exactly its process groups (SIGTERM, then SIGKILL after --grace),
     then confirm nothing of it is left. RUN defaults to the latest."""
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     run = runs.Run.load(run_id)
     results = runs.stop_run(run, grace_ms=int(grace * 1000))
     console.print(remote.summary_table(f"stop {run.id}", results, lambda r: (

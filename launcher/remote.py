@@ -137,7 +137,12 @@ def ssh_connection(host, jump: str | None = None) -> Connection:
     timeout = host.connect_timeout or 10
     conn = Connection(address, config=config, connect_timeout=int(max(1, timeout)),
                       connect_kwargs=connect_kwargs, gateway=gateway if gateway else None, **kwargs)
-    apply_policy(conn.client, host.host_key_policy or "strict", host.known_hosts)
+    # every hop gets the policy, including jump hosts Fabric builds from ~/.ssh/config's ProxyJump
+    # (Fabric's own default for a new Connection would be AutoAddPolicy)
+    hop = conn
+    while isinstance(hop, Connection):
+        apply_policy(hop.client, host.host_key_policy or "strict", host.known_hosts)
+        hop = hop.gateway
     return conn
 
 

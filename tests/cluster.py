@@ -165,8 +165,10 @@ def _children(pid: int) -> list[int]:
 class Cluster:
     """N sshd hosts under `root`; `inventory` is the generated inventory file."""
 
-    def __init__(self, root: pathlib.Path | str, n: int, venv: pathlib.Path | str = ROOT / ".venv"):
+    def __init__(self, root: pathlib.Path | str, n: int, venv: pathlib.Path | str = ROOT / ".venv",
+                 data: str = "data/digits"):
         self.root = pathlib.Path(root).resolve()
+        self.data = data  # paths.data: relative = inside each host's workdir
         self.root.mkdir(parents=True, exist_ok=True)
         self.venv = pathlib.Path(venv).resolve()
         self.client_key = self.root / "id_ed25519"
@@ -212,7 +214,7 @@ class Cluster:
                        "workdir": str(h.workdir), "slots": 1} for h in self.hosts],
             "network": {"interface": "lo", "master_port": _free_port(self.hosts[0].address)},
             "env": {"OMP_NUM_THREADS": 1},
-            "paths": {"venv": str(self.venv), "data": "data/digits", "output": "output"},
+            "paths": {"venv": str(self.venv), "data": self.data, "output": "output"},
             "jobs": {
                 "pretrain": {"config": "digits_pretrain", "nproc_per_node": 1},
                 "finetune": {"config": "digits_finetune", "nproc_per_node": 1,
@@ -270,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "down":
         return _cluster_down(root)
     _cluster_down(root)
-    cluster = Cluster(root, args.n).up(detach=True)
+    # one dataset for every loopback host, like the one venv (make cluster-up creates it)
+    cluster = Cluster(root, args.n, data=str(ROOT / "data" / "digits")).up(detach=True)
     (root / "cluster.json").write_text(json.dumps(cluster.state(), indent=1))
     for h in cluster.hosts:
         print(f"{h.name}: root@{h.address} -p {h.port}  workdir {h.workdir}")

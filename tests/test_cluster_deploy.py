@@ -123,3 +123,26 @@ def test_check_table_and_proxy_jump(cluster, deployed, project_source, tmp_path)
     # rsync through the jump host, same policy (ProxyCommand with our known_hosts)
     d = run_cli(["deploy", "-i", inv, "--no-build", "--force", "--source", project_source], timeout=180)
     assert d.returncode == 0, d.stdout + d.stderr
+
+
+def test_cluster_up_and_down_commands(tmp_path):
+    """What `make cluster-up N=2` / `make cluster-down` run: daemons answer, then are gone (by pid)."""
+    import json
+    import socket
+    import sys
+
+    from cluster import ROOT, _alive
+    script = [sys.executable, str(ROOT / "tests" / "cluster.py")]
+    up = subprocess.run(script + ["up", "-n", "2", "--dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert up.returncode == 0, up.stderr
+    state = json.loads((tmp_path / "cluster.json").read_text())
+    try:
+        assert len(state["hosts"]) == 2 and (tmp_path / "inventory.yml").is_file()
+        for h in state["hosts"]:
+            with socket.create_connection((h["address"], h["port"]), timeout=5) as s:
+                assert s.recv(4) == b"SSH-"
+    finally:
+        down = subprocess.run(script + ["down", "--dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert down.returncode == 0 and down.stdout.count("stopped sshd") == 2
+    from cluster_fixtures import wait_for
+    assert wait_for(lambda: not any(_alive(h["pid"]) for h in state["hosts"]), 10)
