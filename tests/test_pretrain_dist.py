@@ -1,8 +1,10 @@
 """A real 2-process gloo run under torchrun on this machine."""
 import os
 import pathlib
+import signal
 import subprocess
 import sys
+import types
 
 import pytest
 import torch
@@ -25,10 +27,20 @@ def test_two_process_gloo_run_under_torchrun_and_resume(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
     def run(*extra):
-        proc = subprocess.run([*cmd, *extra], cwd=tmp_path, capture_output=True, text=True, timeout=240, env=env,
-                              start_new_session=True)
-        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-        return proc
+        proc = subprocess.Popen([*cmd, *extra], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=env, start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            proc.terminate()  # torchrun forwards SIGTERM to its workers (each in its own session)
+            try:
+                out, err = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                out, err = proc.communicate()
+            pytest.fail("torchrun run timed out after 240 s:\n" + out[-2000:] + err[-3000:])
+        assert proc.returncode == 0, out[-2000:] + err[-3000:]
+        return types.SimpleNamespace(stdout=out, stderr=err)
 
     first = run("--epochs", "1")
     assert "cpu x 2 process(es)" in first.stdout and "effective batch 32" in first.stdout  # 8 x 2 x 2 ranks
