@@ -37,12 +37,13 @@ remap: $(PY)
 
 demo: install
 	$(PY) -m mae.data digits --out data/digits
-	$(PY) -m mae.pretrain --config digits_pretrain --data_path data/digits --output_dir output/demo/pretrain
+	$(PY) -m launcher pipeline --inventory inventories/local.yml
 
 deploy: $(PY)
 	$(PY) -m launcher deploy --inventory $(INVENTORY)
 
 cluster-up: $(PY)
+	$(PY) -m mae.data digits --out data/digits
 	$(PY) tests/cluster.py up -n $(N) --dir .cluster
 
 cluster-down:
