@@ -5,6 +5,7 @@ the new bytes of its logs, which are printed merged. If any host's job exits non
 without an exit status, or the host stops answering, every host's process groups of the run are
 stopped at once (SIGTERM, SIGKILL after a grace period) and the earliest failure is reported: host,
 rank, exit code and the last lines of its log. Ctrl-C (SIGINT) and SIGTERM do the same teardown.
+With fail_fast=False (`logs --follow`) nothing is stopped: Ctrl-C only ends the watching.
 """
 from __future__ import annotations
 
@@ -113,6 +114,9 @@ def follow(run: runs.Run, job: str, console: Console, *, fail_fast: bool = True,
                 return Outcome(1, min(failures, key=lambda f: f.when))
             time.sleep(poll)
     except (_Interrupted, KeyboardInterrupt) as e:
+        if not fail_fast:  # only watching (logs --follow): stop watching, leave the run alone
+            printer.flush(labels)
+            return Outcome(130)
         t0 = time.monotonic()
         console.print(f"[yellow]interrupted ({e or 'SIGINT'}): stopping run {run.id} on every host[/]")
         stopped = runs.stop_run(run, ts={n: t for n, t in ts.items()}, grace_ms=TEARDOWN_GRACE_MS)
