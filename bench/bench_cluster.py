@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import re
 import shutil
 import signal
 import subprocess
@@ -31,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 from cluster import Cluster  # noqa: E402
 from cluster_fixtures import run_processes, seed_remap_build, wait_for  # noqa: E402
 
+STEP = r"Training Epoch: \[0\]\[\s*{}/"  # the meter line of step N of epoch 0 (rank 0)
 CLI = [str(ROOT / ".venv" / "bin" / "python"), "-m", "launcher"]
 LONG = ["--generated_data", "true", "--generated_size", "4800", "--epochs", "1", "--batch_size", "16",
         "--print_freq", "1", "--num_workers", "0", "--warmup_epochs", "0"]
@@ -56,6 +58,7 @@ def main() -> int:
     ap.add_argument("--cold", action="store_true", help="also time a from-scratch remap build on 1 host")
     ap.add_argument("--skip-run", action="store_true", help="only the deploy figures")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the daemons on a plain kill
     sizes = [int(x) for x in args.hosts.split(",")]
     from launcher import deploy
 
@@ -100,7 +103,7 @@ def main() -> int:
             proc = subprocess.Popen(CLI + ["pretrain", "-i", str(inv3), "--run-id", "latency"], cwd=ROOT,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                     env=dict(os.environ, OMP_NUM_THREADS="1", **runs_env))
-            wait_for(lambda: "Training Epoch: [0][0/" in _read(rank0), 600, 0.02)
+            wait_for(lambda: STEP.format(0) and re.search(STEP.format(0), _read(rank0)), 600, 0.02)
             launch = time.perf_counter() - t0
             figures.append(("launch latency: command -> first training step, 3 hosts", launch))
             print(f"launch latency: {launch:.2f} s", flush=True)
@@ -111,7 +114,7 @@ def main() -> int:
             proc = subprocess.Popen(CLI + ["pretrain", "-i", str(inv3), "--run-id", "failfast", "--poll", "0.5"],
                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                     env=dict(os.environ, OMP_NUM_THREADS="1", **runs_env))
-            wait_for(lambda: "Training Epoch: [0][2/" in _read(rank0), 600, 0.05)
+            wait_for(lambda: re.search(STEP.format(2), _read(rank0)), 600, 0.05)
             pid = _rank_pid("failfast", "host1")
             t0 = time.perf_counter()
             os.kill(pid, signal.SIGKILL)
