@@ -37,7 +37,7 @@ def _start_and_follow(console, inv, run, plan, detach: bool, poll: float) -> int
     if outcome.rc == 0:
         console.print(f"[green]{plan.job} finished on every host[/] (run {run.id})")
     else:
-        supervise.report(console, outcome)
+        supervise.report(console, outcome, run.id)
     return outcome.rc
 
 

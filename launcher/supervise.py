@@ -164,7 +164,7 @@ def _final_drain(names, ts, entry, job, offsets, printer, labels) -> None:
     printer.flush(labels)
 
 
-def report(console: Console, outcome: Outcome) -> None:
+def report(console: Console, outcome: Outcome, run_id: str = "") -> None:
     f = outcome.failure
     if f is None:
         return
@@ -175,7 +175,12 @@ def report(console: Console, outcome: Outcome) -> None:
     for line in f.lines:
         console.print(f"    {line}", highlight=False, markup=False)
     if outcome.stopped is not None:
-        left_ok = all(r.ok for r in outcome.stopped)
-        console.print(("stopped the run on every host" if left_ok else "[red]could not confirm the stop on: "
-                       + ", ".join(r.host for r in outcome.stopped if not r.ok) + "[/]")
-                      + (f" in {outcome.seconds_to_teardown:.1f} s" if outcome.seconds_to_teardown else ""))
+        took = f" in {outcome.seconds_to_teardown:.1f} s" if outcome.seconds_to_teardown else ""
+        bad = [r.host for r in outcome.stopped if not r.ok]
+        if not bad:
+            console.print(f"stopped the run on every host{took}")
+        else:
+            good = [r.host for r in outcome.stopped if r.ok]
+            console.print(f"stopped the run on {', '.join(good) or 'no host'}{took}; [red]could not confirm the "
+                          f"stop on {', '.join(bad)}[/]: run `mae-launch stop{' ' + run_id if run_id else ''}` "
+                          "when it answers again")

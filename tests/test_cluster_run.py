@@ -71,6 +71,14 @@ def test_logs_status_stop_on_a_real_run(cluster, deployed, runs_dir, tmp_path):
         one = run_cli(["logs", "watched", "--host", "host1"], env_extra=runs_dir, check=0)
         assert "host1" in one.stdout and "host0 r0" not in one.stdout
         assert run_processes("watched")
+        cluster.hosts[2].stop()  # a host that stops answering shows as lost; its job goes on
+        try:
+            st = run_cli(["status", "watched"], env_extra=runs_dir, timeout=120)
+        finally:
+            cluster.hosts[2].start()
+            cluster.hosts[2].wait_ready()
+        assert st.returncode == 1 and "lost (unreachable)" in st.stdout, st.stdout
+        assert st.stdout.count("running") >= 2
     finally:
         sp = run_cli(["stop", "watched"], env_extra=runs_dir, timeout=120)
     assert sp.returncode == 0, sp.stdout + sp.stderr
