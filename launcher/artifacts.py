@@ -69,8 +69,8 @@ def distribute(source_host, source_path, dests: dict, what: str, required: bool 
         if src.value is None and not required:
             return []
         if src.value is None:
-            raise UserError(f"{what} left no checkpoint at {source_path} on {source_host.name}; "
-                            "look at its logs with mae-launch logs")
+            raise UserError(f"no {what} checkpoint at {source_path} on {source_host.name}: run {what} first, "
+                            "or name the checkpoint with --from RUN or --checkpoint PATH")
         results = remote.fan_out([ts[n] for n in dests], lambda t: sizes(t, [dests[t.name][1]])[0], timeout=60)
         bad = [r for r in results if not r.ok]
         if bad:

@@ -66,9 +66,11 @@ def _run_one(job: str, inventory_path, run_id, detach, poll, resume=None, from_r
     else:
         run_id = check_run_id(run_id) if run_id else new_run_id()
         plan = plan_job(inv, job, run_id, consume=checkpoint, consume_run=from_run)
-        run = runs.Run.create(run_id, inv, sys.argv)
-    if plan.consumed_checkpoint is not None:
+        run = None
+    if plan.consumed_checkpoint is not None:  # before any record: a missing checkpoint is bad input
         artifacts.ensure_checkpoint(plan, plan.consumes or "the consumed job")
+    if run is None:
+        run = runs.Run.create(run_id, inv, sys.argv)
     if resume is not None and job != "validate":
         artifacts.ensure_resume(plan)
     return _start_and_follow(console, inv, run, plan, detach, poll)
