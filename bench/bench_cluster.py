@@ -98,27 +98,29 @@ def main() -> int:
             jobs = {"pretrain": {"config": "digits_pretrain", "nproc_per_node": 1, "args": LONG}}
             inv3 = cluster.write_inventory(tmp / "run3.yml", hosts=all_hosts[:3], jobs=jobs)
             # launch latency
-            rank0 = cluster.hosts[0].workdir / "runs" / "latency" / "pretrain.rank0.log"
+            token = os.urandom(3).hex()  # unique run ids: stop finds a run's processes by id and host
+            latency_id, failfast_id = f"latency-{token}", f"failfast-{token}"
+            rank0 = cluster.hosts[0].workdir / "runs" / latency_id / "pretrain.rank0.log"
             t0 = time.perf_counter()
-            proc = subprocess.Popen(CLI + ["pretrain", "-i", str(inv3), "--run-id", "latency"], cwd=ROOT,
+            proc = subprocess.Popen(CLI + ["pretrain", "-i", str(inv3), "--run-id", latency_id], cwd=ROOT,
                                     stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                     env=dict(os.environ, OMP_NUM_THREADS="1", **runs_env))
             wait_for(lambda: STEP.format(0) and re.search(STEP.format(0), _read(rank0)), 600, 0.02)
             launch = time.perf_counter() - t0
             figures.append(("launch latency: command -> first training step, 3 hosts", launch))
             print(f"launch latency: {launch:.2f} s", flush=True)
-            cli(["stop", "latency"], env=runs_env)
+            cli(["stop", latency_id], env=runs_env)
             proc.wait(60)
             # fail-fast latency
-            rank0 = cluster.hosts[0].workdir / "runs" / "failfast" / "pretrain.rank0.log"
-            proc = subprocess.Popen(CLI + ["pretrain", "-i", str(inv3), "--run-id", "failfast", "--poll", "0.5"],
+            rank0 = cluster.hosts[0].workdir / "runs" / failfast_id / "pretrain.rank0.log"
+            proc = subprocess.Popen(CLI + ["pretrain", "-i", str(inv3), "--run-id", failfast_id, "--poll", "0.5"],
                                     cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                     env=dict(os.environ, OMP_NUM_THREADS="1", **runs_env))
             wait_for(lambda: re.search(STEP.format(2), _read(rank0)), 600, 0.05)
-            pid = _rank_pid("failfast", "host1")
+            pid = _rank_pid(failfast_id, "host1")
             t0 = time.perf_counter()
             os.kill(pid, signal.SIGKILL)
-            others = [p for p in run_processes("failfast") if p != pid]
+            others = [p for p in run_processes(failfast_id) if p != pid]
             wait_for(lambda: not any(_alive(p) for p in others), 120, 0.02)
             gone = time.perf_counter() - t0
             out, _ = proc.communicate(timeout=120)
