@@ -35,7 +35,7 @@ test-fast: $(PY)
 remap: $(PY)
 	$(MAKE) -C remap PYTHON=$(abspath $(PY))
 
-demo: install
+demo: install remap
 	$(PY) -m mae.data digits --out data/digits
 	$(PY) -m launcher pipeline --inventory inventories/local.yml
 
