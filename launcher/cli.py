@@ -1,17 +1,14 @@
-"""The `mae-launch` command line: a thin surface over the launcher modules.
+"""The `mae-launch` command line: the click group `main` and the list of its commands.
 
-This module defines the click group `main` and turns every `UserError` into one line
-`error: <message>` on stderr with exit status 2 (no traceback). Commands live in modules named
-`launcher/cli_<topic>.py`; each registers itself on `main` (`@main.command()`), and all of them are
-imported below, so adding a command never means editing this file.
+Commands are defined in `launcher/cli_<topic>.py` (parse options, call one orchestration function,
+print) and added here explicitly. Every `UserError` becomes one line `error: <message>` on stderr
+with exit status 2, without a traceback.
 """
-import importlib
-import pkgutil
 import sys
 
 import click
 
-import launcher
+from launcher import cli_hosts, cli_jobs, cli_render, cli_runs
 from launcher.errors import UserError
 
 try:
@@ -38,14 +35,14 @@ def main():
 
     Describe your machines once in a YAML inventory (see inventories/); mae-launch validates it,
     renders the exact poprun or torchrun command and job script for every host, and runs, follows
-    and stops jobs. Without --inventory every command uses inventories/local.yml: this machine.
+    and stops jobs. Commands that take --inventory use inventories/local.yml (this machine) without it.
     """
 
 
-def _register_commands() -> None:
-    for module in sorted(m.name for m in pkgutil.iter_modules(launcher.__path__)):
-        if module.startswith("cli_"):
-            importlib.import_module(f"launcher.{module}")
-
-
-_register_commands()
+COMMANDS = [
+    cli_hosts.check, cli_hosts.deploy, cli_render.render,
+    *cli_jobs.JOB_COMMANDS, cli_jobs.pipeline,
+    cli_runs.runs_command, cli_runs.status, cli_runs.logs, cli_runs.stop,
+]
+for _command in COMMANDS:
+    main.add_command(_command)

@@ -2,11 +2,11 @@
 import click
 
 from launcher import options
-from launcher.cli import main
 from launcher.plan import check_run_id, new_run_id, plan_job
+from launcher.report import ranks_text
 
 
-@main.command()
+@click.command()
 @click.argument("job", metavar="JOB")
 @options.inventory_option
 @click.option("--run-id", metavar="ID", default=None,
@@ -28,7 +28,7 @@ def render(job, inventory_path, run_id, host_names, commands_only):
         inv.host(name)  # unknown host -> error
     click.echo(f"# job {plan.job} (config {plan.config}) of inventory {inv.name} ({inv.source_path}), run {plan.run_id}")
     click.echo(f"# mode {plan.mode}, {plan.world_size} process(es): "
-               + "; ".join(f"{h} ranks {_ranks(r)}" for h, r in plan.placement.items()))
+               + "; ".join(f"{h} ranks {ranks_text(r)}" for h, r in plan.placement.items()))
     click.echo(f"# writes {plan.checkpoint}" + (f"; starts from {plan.consumed_checkpoint}" if plan.consumed_checkpoint else ""))
     for hp in plan.hosts:
         if host_names and hp.host.name not in host_names:
@@ -36,9 +36,3 @@ def render(job, inventory_path, run_id, host_names, commands_only):
         role = "controller, " if hp.host is inv.controller else ""
         click.echo(f"\n==> {hp.host.name} ({role}node {hp.node_rank}, {hp.host.connection}): {hp.script_path}")
         click.echo(hp.command if commands_only else hp.script.rstrip("\n"))
-
-
-def _ranks(ranks) -> str:
-    if len(ranks) > 2 and ranks == list(range(ranks[0], ranks[-1] + 1)):
-        return f"{ranks[0]}-{ranks[-1]}"
-    return ",".join(map(str, ranks))

@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from launcher import remote
+from launcher import remote, report
 from launcher.inventory import PACKAGE_ROOT
+from launcher.paths import HostPath
 
 MARKER = ".mae-launch-deploy"
 # Never synced, whatever .gitignore says: secrets, outputs, environments, caches, local builds.
@@ -98,7 +99,7 @@ def deploy(inv, *, root: pathlib.Path = PACKAGE_ROOT, force: bool = False, build
            limit: int = remote.DEFAULT_LIMIT, timeout: float | None = 1800,
            console: Console | None = None) -> list[remote.HostResult]:
     """Sync + build on every host of `inv`; returns one HostResult per host (value: 'unchanged'|'deployed')."""
-    console = console or Console()
+    console = console or report.console()
     root = pathlib.Path(root).resolve()
     digest = content_hash(root)
     ts = remote.targets(inv.hosts)
@@ -114,7 +115,8 @@ def deploy(inv, *, root: pathlib.Path = PACKAGE_ROOT, force: bool = False, build
             return "unchanged"
         if not (t.is_local and _same_dir(host.workdir, root)):
             progress.set(t.name, "syncing")
-            _rsync(host, root)
+            t.rsync_up(f"{root}/", HostPath(str(host.workdir).rstrip("/") + "/"),
+                       args=["--delete", *filter_args()], what="syncing the code", timeout=timeout)
         if build:
             progress.set(t.name, "building remap")
             t.run_template("build.sh.j2", timeout=timeout, check=True, workdir=host.workdir,
@@ -135,18 +137,3 @@ def deploy(inv, *, root: pathlib.Path = PACKAGE_ROOT, force: bool = False, build
     finally:
         remote.close_all(ts)
     return results
-
-
-def _rsync(host, root: pathlib.Path) -> None:
-    workdir = str(host.workdir)
-    if workdir.startswith("~/"):
-        workdir = workdir[2:] or "."  # rsync: relative remote paths start in the home directory
-    opts, dest = remote.rsync_remote(host, workdir.rstrip("/") + "/")
-    argv = ["rsync", "-a", "--delete", "--secluded-args", *filter_args(), *opts, f"{root}/", dest]
-    p = subprocess.run(argv, capture_output=True, text=True)
-    if p.returncode != 0:
-        kind = "unreachable" if p.returncode == 255 else "failed"
-        msg = "rsync could not connect" if kind == "unreachable" else f"rsync failed (exit {p.returncode})"
-        if "Host key verification failed" in p.stderr or "REMOTE HOST IDENTIFICATION HAS CHANGED" in p.stderr:
-            kind, msg = "host-key", "rsync refused: host key verification failed"
-        raise remote.RemoteError(host.name, kind, msg, remote._tail(p.stderr))

@@ -20,20 +20,14 @@ import yaml
 from launcher import hostrange, yamlfile
 from launcher.errors import PlanError
 from launcher.messages import Where, schema_error
-from launcher.schema import (JOB_NAMES, ClusterSpec, InventorySpec, JobSpec, NetworkSpec,
+from launcher.jobs import JOB_KINDS, JOB_NAMES
+from launcher.paths import HostPath
+from launcher.schema import (ClusterSpec, InventorySpec, JobSpec, NetworkSpec,
                              PathsSpec, PoprunSpec, SshSettings)
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS_FILE = PACKAGE_ROOT / "mae" / "configs.yml"
 MASK = "***"
-# Jobs a job consumes when it does not say: finetune starts from pretrain, validate checks finetune.
-DEFAULT_CONSUMES = {"finetune": "pretrain", "validate": "finetune"}
-# The kind of named config (its `job:` in mae/configs.yml) each job needs.
-CONFIG_KIND = {"pretrain": "pretrain", "finetune": "finetune", "validate": "finetune"}
-
-
-class HostPath(str):
-    """A path on a host: absolute or `~/...`. The `q` filter renders `~/x` as "$HOME"/'x'."""
 
 
 @dataclass(frozen=True)
@@ -193,7 +187,7 @@ def _resolve(spec: InventorySpec, path: Path, where: Where, configs) -> Inventor
         raise where.error(("launcher",), "poprun inventories need a `cluster:` section with vipu_server_host; add it")
     jobs = {}
     for name in JOB_NAMES:
-        job_spec = getattr(spec.jobs, "validate_" if name == "validate" else name)
+        job_spec = getattr(spec.jobs, f"{name}_")
         if job_spec is not None:
             jobs[name] = _resolve_job(spec, name, job_spec, len(hosts), hosts, where, configs)
     if not jobs:
@@ -259,8 +253,9 @@ def _resolve_job(spec, name: str, js: JobSpec, n_hosts: int, hosts, where: Where
         if js.config not in configs:
             raise where.error(loc + ("config",), f"unknown config {js.config!r}; named configs are in mae/configs.yml ({', '.join(sorted(configs))})")
         kind = configs[js.config].get("job")
-        if kind is not None and kind != CONFIG_KIND[name]:
-            raise where.error(loc + ("config",), f"config {js.config!r} is a {kind} config but job {name} needs a {CONFIG_KIND[name]} config")
+        needed = JOB_KINDS[name].config_kind
+        if kind is not None and kind != needed:
+            raise where.error(loc + ("config",), f"config {js.config!r} is a {kind} config but job {name} needs a {needed} config")
     instances, nproc = js.instances, js.nproc_per_node
     if spec.launcher == "poprun":
         if js.nproc_per_node is not None:
@@ -306,8 +301,9 @@ def _resolve_job(spec, name: str, js: JobSpec, n_hosts: int, hosts, where: Where
 
 def _check_consumes(jobs: dict, where: Where) -> None:
     for name, job in list(jobs.items()):
-        if job.consumes is None and DEFAULT_CONSUMES.get(name) in jobs:
-            jobs[name] = job = _replace(job, consumes=DEFAULT_CONSUMES[name])
+        default = JOB_KINDS[name].consumes
+        if job.consumes is None and default in jobs:
+            jobs[name] = job = _replace(job, consumes=default)
         if job.consumes is not None and job.consumes not in jobs:
             raise where.error(("jobs", name, "consumes"), f"job {job.consumes!r} is not defined in this inventory; define it or drop consumes")
     for name in jobs:

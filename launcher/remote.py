@@ -1,18 +1,19 @@
-"""Connections to hosts and the fan-out over them.
+"""The transport: one `Target` per host, in the shape of Ray's command runner.
 
-Every host is a `Target` that runs a rendered bash script (`bash -s`, script on stdin): over SSH
-with Fabric/paramiko for `connection: ssh`, as a local subprocess for `connection: local` — the
-same code path above this module. Host keys are checked against known_hosts (strict or
-accept-new; a changed key is always refused). Only connection errors are retried.
+A Target runs a rendered bash script there (`run`, `run_template`: `bash -s`, the script on stdin)
+and copies files to and from it (`rsync_up`, `rsync_down`): over SSH with Fabric/paramiko and
+OpenSSH's rsync for `connection: ssh`, as local processes for `connection: local`, with the same
+code path above this module. Host keys are checked against known_hosts (strict or accept-new; a
+changed key is always refused). Only connection errors are retried.
 
-`fan_out` runs one function per host on a thread pool with a concurrency cap and a per-phase
-timeout, and returns one `HostResult` per host; `summary_table` / `exit_status` reduce them.
+`fan_out` runs one function per host on a thread pool with a concurrency cap and a timeout and
+returns one `HostResult` per host. Tables and sentences about results live in launcher/report.py.
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
-import pathlib
+import os
 import select
 import socket
 import subprocess
@@ -21,15 +22,16 @@ import time
 from typing import Any, Callable, Iterable
 
 import paramiko
-from fabric import Config, Connection
-from rich.markup import escape
-from rich.table import Table
+from fabric import Connection
 
-from launcher.knownhosts import apply_policy, known_hosts_path
+from launcher.knownhosts import known_hosts_path
+from launcher.paths import HostPath
 from launcher.render import render_template
+from launcher.ssh import rsync_shell, rsync_spec, ssh_connection
 
 DEFAULT_LIMIT = 32
 CONNECT_RETRIES = 2
+RSYNC_BASE = ["rsync", "-a", "--secluded-args"]
 
 
 class RemoteError(Exception):
@@ -48,7 +50,7 @@ class Completed:
 
 
 def parse_kv(text: str) -> dict[str, str]:
-    """`key=value` lines printed by a host script → dict (other lines ignored)."""
+    """`key=value` lines printed by a host script -> dict (other lines ignored)."""
     out = {}
     for line in text.splitlines():
         key, sep, value = line.partition("=")
@@ -57,12 +59,21 @@ def parse_kv(text: str) -> dict[str, str]:
     return out
 
 
-def _tail(text: str, n: int = 12) -> str:
+def tail(text: str, n: int = 12) -> str:
+    """The last `n` lines of `text`."""
     return "\n".join(text.rstrip().splitlines()[-n:])
 
 
+def _rsync_error(name: str, rc: int, stderr: str, what: str) -> RemoteError:
+    kind = "unreachable" if rc == 255 else "failed"
+    msg = f"{what}: rsync could not connect" if kind == "unreachable" else f"{what}: rsync failed (exit {rc})"
+    if "Host key verification failed" in stderr or "REMOTE HOST IDENTIFICATION HAS CHANGED" in stderr:
+        kind, msg = "host-key", f"{what}: rsync refused, host key verification failed"
+    return RemoteError(name, kind, msg, tail(stderr))
+
+
 class Target:
-    """One host: runs rendered scripts there."""
+    """One host: runs rendered scripts there and copies files to and from it."""
 
     def __init__(self, host):
         self.host = host
@@ -79,10 +90,38 @@ class Target:
                      **data) -> Completed:
         return self.run(render_template(template, **data), timeout=timeout, check=check)
 
+    def remote_path(self, path) -> str:
+        """How rsync names `path` (a HostPath or plain string) on this host."""
+        raise NotImplementedError
+
+    def rsync_args(self) -> list[str]:
+        return []
+
+    def rsync_up(self, source: str, dest, args: Iterable[str] = (), what: str = "copying",
+                 timeout: float | None = None) -> None:
+        """rsync local `source` to `dest` on this host (extra rsync `args` first)."""
+        self._rsync([*RSYNC_BASE, *args, *self.rsync_args(), str(source), self.remote_path(dest)], what, timeout)
+
+    def rsync_down(self, source, dest: str, args: Iterable[str] = (), what: str = "copying",
+                   timeout: float | None = None) -> None:
+        """rsync `source` on this host to local `dest`."""
+        self._rsync([*RSYNC_BASE, *args, *self.rsync_args(), self.remote_path(source), str(dest)], what, timeout)
+
+    def _rsync(self, argv: list[str], what: str, timeout: float | None) -> None:
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired as e:
+            raise RemoteError(self.name, "timeout", f"{what}: rsync did not finish within {timeout:g} s") from e
+        except FileNotFoundError as e:
+            raise RemoteError(self.name, "failed", f"{what}: rsync is not installed on this machine "
+                              "(install the rsync package)") from e
+        if p.returncode != 0:
+            raise _rsync_error(self.name, p.returncode, p.stderr, what)
+
     def _checked(self, done: Completed, check: bool) -> Completed:
         if check and done.rc != 0:
             raise RemoteError(self.name, "failed", f"exit status {done.rc}",
-                              _tail(done.stderr or done.stdout))
+                              tail(done.stderr or done.stdout))
         return done
 
     def connect(self) -> None:
@@ -101,49 +140,10 @@ class LocalTarget(Target):
             raise RemoteError(self.name, "timeout", f"no answer within {timeout:g} s") from e
         return self._checked(Completed(p.returncode, p.stdout, p.stderr), check)
 
-
-def _split_jump(spec: str) -> tuple[str | None, str, int | None]:
-    """`[user@]host[:port]` (the first hop of a ProxyJump list) → (user, host, port)."""
-    first = spec.split(",")[0]
-    user, _, rest = first.rpartition("@")
-    host, port = rest, None
-    if rest.startswith("["):  # [v6]:port
-        host, _, p = rest[1:].partition("]")
-        port = int(p[1:]) if p.startswith(":") else None
-    elif rest.count(":") == 1:
-        host, p = rest.split(":")
-        port = int(p)
-    return (user or None), host, port
-
-
-def ssh_connection(host, jump: str | None = None) -> Connection:
-    """A Fabric Connection for `host` (or for its jump host), host-key policy applied."""
-    config = Config()  # loads ~/.ssh/config (ssh_config is honoured for unset values)
-    kwargs: dict[str, Any] = {}
-    if jump is None:
-        address, user, port = host.address, host.user, host.port
-        gateway = ssh_connection(host, jump=host.proxy_jump) if host.proxy_jump else None
-    else:
-        user, address, port = _split_jump(jump)
-        user = user or host.user
-        gateway = None
-    connect_kwargs: dict[str, Any] = {"banner_timeout": 30, "auth_timeout": 30}
-    if host.identity_file:
-        connect_kwargs["key_filename"] = [str(pathlib.Path(host.identity_file).expanduser())]
-    if user:
-        kwargs["user"] = user
-    if port:
-        kwargs["port"] = int(port)
-    timeout = host.connect_timeout or 10
-    conn = Connection(address, config=config, connect_timeout=int(max(1, timeout)),
-                      connect_kwargs=connect_kwargs, gateway=gateway if gateway else None, **kwargs)
-    # every hop gets the policy, including jump hosts Fabric builds from ~/.ssh/config's ProxyJump
-    # (Fabric's own default for a new Connection would be AutoAddPolicy)
-    hop = conn
-    while isinstance(hop, Connection):
-        apply_policy(hop.client, host.host_key_policy or "strict", host.known_hosts)
-        hop = hop.gateway
-    return conn
+    def remote_path(self, path) -> str:
+        text = str(path)
+        trailing = "/" if text.endswith("/") and len(text) > 1 else ""
+        return os.path.expanduser(text).rstrip("/") + trailing if text.startswith("~") else text
 
 
 class SshTarget(Target):
@@ -205,7 +205,7 @@ class SshTarget(Target):
             while True:
                 if deadline is not None and time.monotonic() > deadline:
                     raise RemoteError(self.name, "timeout", f"no answer within {timeout:g} s",
-                                      _tail(err.decode(errors="replace")))
+                                      tail(err.decode(errors="replace")))
                 select.select([chan], [], [], 0.2)
                 while chan.recv_ready():
                     out += chan.recv(65536)
@@ -224,6 +224,14 @@ class SshTarget(Target):
         finally:
             chan.close()
         return self._checked(Completed(rc, out.decode(errors="replace"), err.decode(errors="replace")), check)
+
+    def remote_path(self, path) -> str:
+        text = str(path)
+        trailing = "/" if text.endswith("/") and len(text) > 1 else ""
+        return rsync_spec(self.host, HostPath(text.rstrip("/") or "/").on_host() + trailing)
+
+    def rsync_args(self) -> list[str]:
+        return rsync_shell(self.host)
 
     def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -249,27 +257,7 @@ def close_all(ts: Iterable[Target]) -> None:
         t.close()
 
 
-def rsync_remote(host, path: str) -> tuple[list[str], str]:
-    """rsync options + the remote spelling of `path` on `host`, same host-key policy as paramiko."""
-    if host.connection == "local":
-        return [], path
-    common = dict(strict=(host.host_key_policy or "strict") == "strict",
-                  known_hosts=str(known_hosts_path(host.known_hosts)),
-                  timeout=int(host.connect_timeout or 10),
-                  identity=(str(pathlib.Path(host.identity_file).expanduser())
-                            if host.identity_file else None))
-    proxy = None
-    if host.proxy_jump:
-        juser, jhost, jport = _split_jump(host.proxy_jump)
-        proxy = render_template("ssh_proxy_command.j2", user=juser or host.user, host=jhost,
-                                port=jport, **common).strip()
-    rsh = render_template("rsync_ssh.j2", port=host.port, jump=bool(proxy),
-                          proxy_command=proxy, **common).strip()
-    dest = f"{host.user + '@' if host.user else ''}{host.address}:{path}"
-    return ["-e", rsh], dest
-
-
-# ---------------------------------------------------------------- fan-out and results
+# ---------------------------------------------------------------- fan-out
 
 @dataclasses.dataclass
 class HostResult:
@@ -315,32 +303,3 @@ def fan_out(ts: list[Target], fn: Callable[[Target], Any], *, limit: int = DEFAU
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     return [results[t.name] for t in ts]
-
-
-def exit_status(results: list[HostResult]) -> int:
-    return 0 if all(r.ok for r in results) else 1
-
-
-def summary_table(title: str, results: list[HostResult], describe: Callable[[HostResult], str] | None = None) -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column("host", style="bold")
-    table.add_column("result")
-    table.add_column("seconds", justify="right")
-    table.add_column("detail", overflow="fold")
-    for r in results:
-        state = "[green]ok[/]" if r.ok else f"[red]{r.kind or 'failed'}[/]"
-        detail = (describe(r) if describe else str(r.value or "")) if r.ok else r.error
-        if not r.ok and r.tail:
-            detail += "\n" + r.tail
-        table.add_row(r.host, state, f"{r.seconds:.1f}", escape(detail))
-    return table
-
-
-def failure_message(what: str, results: list[HostResult]) -> str:
-    bad = [r for r in results if not r.ok]
-    lines = [f"{what} failed on {len(bad)} of {len(results)} host(s): " + ", ".join(r.host for r in bad)]
-    for r in bad:
-        lines.append(f"--- {r.host}: {r.error}")
-        if r.tail:
-            lines.extend("    " + line for line in r.tail.splitlines())
-    return "\n".join(lines)

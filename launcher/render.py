@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jinja2
 
-from launcher.inventory import HostPath
+from launcher.paths import HostPath
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -1,36 +1,35 @@
-"""Run records and the three things done to a run on its hosts: start, look (poll), stop.
+"""Typed run records and their store.
 
-Locally, `runs/<id>/` (or $MAE_LAUNCH_RUNS_DIR/<id>/) holds run.json (jobs, hosts, process-group
-ids, files on each host, states), inventory.json (the inventory, secrets masked), the git revision
-and a copy of every rendered script. On each host the job files live under `<workdir>/runs/<id>/`
-with the names launcher/plan.py gives them.
+A run (one job, or a pipeline of several) is a `RunRecord`: its jobs (`JobRecord`), and for each job
+the hosts where a script was started (`HostRecord`: ranks, process group, files on the host). Records
+are built from a plan, change state only through their methods, and are written to
+`runs/<id>/run.json` (or $MAE_LAUNCH_RUNS_DIR/<id>/) by `RunStore` alone, atomically. Beside run.json:
+inventory.json (the inventory, secrets masked) and a copy of every rendered job script.
+
+No code outside this module reads run.json by key.
 """
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime
 import json
 import os
 import pathlib
 import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from typing import Optional
 
-from launcher import remote
 from launcher.errors import UserError
-from launcher.inventory import PACKAGE_ROOT, Host, HostPath
+from launcher.inventory import PACKAGE_ROOT, Host
+from launcher.paths import HostPath
 
-STOP_GRACE_MS = 2000
-
-
-def runs_root() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("MAE_LAUNCH_RUNS_DIR") or PACKAGE_ROOT / "runs")
+FORMAT = 2          # run.json layout version
+LIVE_STATES = ("starting", "running")
 
 
-def _atomic_write(path: pathlib.Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def git_revision(root: pathlib.Path = PACKAGE_ROOT) -> str:
@@ -44,211 +43,232 @@ def git_revision(root: pathlib.Path = PACKAGE_ROOT) -> str:
         return "unknown"
 
 
-def _scrub(text: str, secrets: list[str]) -> str:
-    for s in secrets:
-        text = text.replace(s, "***")
-    return text
+@dataclass
+class HostRecord:
+    """One job's script on one host: where its files are and which process group runs it."""
+    name: str
+    ranks: list
+    run_dir: HostPath
+    script_path: HostPath
+    log_path: HostPath
+    pid_path: HostPath
+    exit_path: HostPath
+    rank_logs: dict                 # global rank (int) -> log path
+    pgid: Optional[int] = None
+
+    @classmethod
+    def from_plan(cls, hp) -> "HostRecord":
+        return cls(name=hp.host.name, ranks=list(hp.ranks), run_dir=hp.run_dir, script_path=hp.script_path,
+                   log_path=hp.log_path, pid_path=hp.pid_path, exit_path=hp.exit_path,
+                   rank_logs=dict(hp.rank_logs))
+
+    def log_files(self) -> list[tuple[str, str, HostPath]]:
+        """(key, label, path) of this host's logs: the host log, then one per rank."""
+        files = [("h", "", self.log_path)]
+        for rank, path in sorted(self.rank_logs.items()):
+            files.append((f"r{rank}", f"r{rank}", path))
+        return files
+
+    def labels(self) -> dict[str, str]:
+        return {key: label for key, label, _ in self.log_files()}
 
 
-class Run:
-    """The local record of one run (several jobs for a pipeline)."""
+@dataclass
+class JobRecord:
+    """One job of a run and its state: starting, running, succeeded, failed, failed to start, stopped."""
+    job: str
+    mode: str
+    started: str
+    checkpoint: str
+    output_dir: str
+    hosts: dict                     # host name -> HostRecord
+    state: str = "starting"
+    failure: Optional[str] = None
+    ended: Optional[str] = None
 
-    def __init__(self, run_id: str, data: dict):
-        self.id = run_id
-        self.data = data
+    @classmethod
+    def from_plan(cls, plan) -> "JobRecord":
+        return cls(job=plan.job, mode=plan.mode, started=utc_now(), checkpoint=str(plan.checkpoint),
+                   output_dir=str(plan.output_dir),
+                   hosts={hp.host.name: HostRecord.from_plan(hp) for hp in plan.hosts})
 
     @property
-    def dir(self) -> pathlib.Path:
-        return runs_root() / self.id
+    def live(self) -> bool:
+        return self.state in LIVE_STATES
+
+    def started_on(self, pgids: dict) -> None:
+        """The start went out: pgids of the hosts that started; any host missing = failed to start."""
+        for name, pgid in pgids.items():
+            self.hosts[name].pgid = pgid
+        self.state = "running" if set(pgids) == set(self.hosts) else "failed to start"
+
+    def succeeded(self) -> None:
+        self.state, self.ended = "succeeded", utc_now()
+
+    def failed(self, reason: str) -> None:
+        self.state, self.failure, self.ended = "failed", reason, utc_now()
+
+    def stopped(self) -> None:
+        if self.live:
+            self.state, self.ended = "stopped", utc_now()
+
+
+@dataclass
+class RunRecord:
+    id: str
+    created: str
+    command: list
+    inventory: str                  # absolute path of the inventory file it was started with
+    launcher: str
+    git: str
+    hosts: dict = field(default_factory=dict)    # host name -> connection settings (Host fields)
+    jobs: list = field(default_factory=list)      # JobRecord, in start order
+    resumed: list = field(default_factory=list)   # times of each --resume
+    validation: Optional[dict] = None
 
     @classmethod
-    def create(cls, run_id: str, inv, argv: list[str]) -> "Run":
-        run = cls(run_id, {"id": run_id, "created": _now(), "command": argv, "inventory": str(inv.source_path),
-                           "launcher": inv.launcher, "git": git_revision(), "jobs": []})
-        _atomic_write(run.dir / "inventory.json", json.dumps(inv.snapshot(), indent=1, default=str))
-        run.save()
-        return run
+    def new(cls, run_id: str, inv, argv: list) -> "RunRecord":
+        return cls(id=run_id, created=utc_now(), command=list(argv),
+                   inventory=str(pathlib.Path(inv.source_path).resolve()), launcher=inv.launcher,
+                   git=git_revision())
 
-    @classmethod
-    def load(cls, run_id: str | None) -> "Run":
-        root = runs_root()
-        if run_id is None:
-            ids = list_ids()
-            if not ids:
-                raise UserError(f"no runs recorded under {root}; start one with mae-launch pretrain")
-            run_id = ids[-1]
-        path = root / run_id / "run.json"
-        if not path.is_file():
-            raise UserError(f"no run {run_id!r} under {root}; `mae-launch runs` lists the runs")
-        return cls(run_id, json.loads(path.read_text()))
-
-    def save(self) -> None:
-        _atomic_write(self.dir / "run.json", json.dumps(self.data, indent=1))
-
-    def hosts(self) -> list[Host]:
-        snap = json.loads((self.dir / "inventory.json").read_text())
-        fields = [f.name for f in dataclasses.fields(Host)]
-        out = []
-        for h in snap["hosts"]:
-            values = {k: h.get(k) for k in fields}
-            values["workdir"] = HostPath(values["workdir"])
-            out.append(Host(**values))
-        return out
-
-    def add_job(self, plan, secrets: list[str]) -> dict:
-        entry = {"job": plan.job, "mode": plan.mode, "started": _now(), "state": "starting",
-                 "checkpoint": str(plan.checkpoint), "output_dir": str(plan.output_dir), "hosts": {}}
+    def add_job(self, plan) -> JobRecord:
+        """Record a job about to start (replacing an earlier record of the same job, e.g. on resume)."""
+        job = JobRecord.from_plan(plan)
         for hp in plan.hosts:
-            _atomic_write(self.dir / f"{plan.job}.{hp.host.name}.sh", _scrub(hp.script, secrets))
-            entry["hosts"][hp.host.name] = {
-                "ranks": hp.ranks, "pgid": None, "run_dir": str(hp.run_dir),
-                "script_path": str(hp.script_path), "log_path": str(hp.log_path),
-                "pid_path": str(hp.pid_path), "exit_path": str(hp.exit_path),
-                "rank_logs": {str(r): str(p) for r, p in hp.rank_logs.items()}}
-        self.data["jobs"] = [j for j in self.data["jobs"] if j["job"] != plan.job] + [entry]
-        self.save()
-        return entry
+            self.hosts[hp.host.name] = dataclasses.asdict(hp.host)
+        self.jobs = [j for j in self.jobs if j.job != job.job] + [job]
+        return job
 
-    def job(self, name: str | None = None) -> dict:
-        jobs = self.data["jobs"]
-        if not jobs:
+    def job(self, name: Optional[str] = None) -> JobRecord:
+        if not self.jobs:
             raise UserError(f"run {self.id} has no job started")
         if name is None:
-            return jobs[-1]
-        for j in jobs:
-            if j["job"] == name:
+            return self.jobs[-1]
+        for j in self.jobs:
+            if j.job == name:
                 return j
-        raise UserError(f"run {self.id} has no job {name!r}; it has {', '.join(j['job'] for j in jobs)}")
+        raise UserError(f"run {self.id} has no job {name!r}; it has {', '.join(j.job for j in self.jobs)}")
 
-    def set_state(self, job: str, state: str, **extra) -> None:
-        j = self.job(job)
-        j["state"] = state
-        j.update(extra)
-        self.save()
+    def host(self, name: str) -> Host:
+        values = dict(self.hosts[name])
+        values["workdir"] = HostPath(values["workdir"])
+        return Host(**values)
+
+    def host_names(self) -> list[str]:
+        """Every host any job of the run was started on, in first-seen order."""
+        return list(dict.fromkeys(n for j in self.jobs for n in j.hosts))
+
+    def resume(self) -> None:
+        self.resumed.append(utc_now())
+
+    def record_validation(self, result: dict) -> None:
+        self.validation = dict(result)
+
+    def stopped(self) -> None:
+        for j in self.jobs:
+            j.stopped()
+
+    def summary(self) -> str:
+        return ", ".join(f"{j.job}: {j.state}" for j in self.jobs) or "-"
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+# ---------------------------------------------------------------- run.json, in one place
+
+def to_json(run: RunRecord) -> dict:
+    data = dataclasses.asdict(run)
+    data["format"] = FORMAT
+    for job in data["jobs"]:
+        for host in job["hosts"].values():
+            host["rank_logs"] = {str(r): p for r, p in host["rank_logs"].items()}
+    return data
 
 
-def list_ids() -> list[str]:
-    root = runs_root()
-    if not root.is_dir():
-        return []
-    runs = [p for p in root.iterdir() if (p / "run.json").is_file()]
-    return [p.name for p in sorted(runs, key=lambda p: (json.loads((p / "run.json").read_text()).get("created", ""), p.name))]
+def _host_record(data: dict) -> HostRecord:
+    paths = {k: HostPath(data[k]) for k in ("run_dir", "script_path", "log_path", "pid_path", "exit_path")}
+    return HostRecord(name=data["name"], ranks=[int(r) for r in data["ranks"]], pgid=data.get("pgid"),
+                      rank_logs={int(r): HostPath(p) for r, p in data["rank_logs"].items()}, **paths)
 
 
-# ---------------------------------------------------------------- on the hosts
+def from_json(data: dict) -> RunRecord:
+    """Build a RunRecord from parsed run.json; KeyError/TypeError/ValueError on a malformed one."""
+    if data.get("format") != FORMAT:
+        raise ValueError(f"format {data.get('format')!r}, this mae-launch reads format {FORMAT}")
+    jobs = []
+    for j in data["jobs"]:
+        hosts = {name: _host_record(h) for name, h in j["hosts"].items()}
+        jobs.append(JobRecord(**{**j, "hosts": hosts}))
+    fields = {f.name for f in dataclasses.fields(RunRecord)}
+    return RunRecord(**{**{k: v for k, v in data.items() if k in fields}, "jobs": jobs})
 
-def start_job(plan, run: Run, limit: int = remote.DEFAULT_LIMIT, ts: dict | None = None) -> list[remote.HostResult]:
-    """Start the plan's script on each of its hosts (detached); record the pgids."""
-    secrets_text = plan.secrets_file_text()
-    entry = run.add_job(plan, plan.inventory.secret_values())
-    by_host = {hp.host.name: hp for hp in plan.hosts}
-    own = ts is None
-    ts = ts or {h.name: remote.target(h) for h in (hp.host for hp in plan.hosts)}
 
-    def one(t):
-        hp = by_host[t.name]
-        done = t.run_template("start.sh.j2", timeout=60, check=True, run_id=plan.run_id, host=t.name,
-                              job=plan.job, workdir=hp.host.workdir, run_dir=hp.run_dir,
-                              script=hp.script, script_path=hp.script_path, exit_path=hp.exit_path,
-                              pid_path=hp.pid_path, secrets_text=secrets_text,
-                              secrets_path=hp.secrets_path)
-        kv = remote.parse_kv(done.stdout)
-        return int(kv.get("pgid") or kv["pid"])
+def runs_root() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("MAE_LAUNCH_RUNS_DIR") or PACKAGE_ROOT / "runs")
 
+
+def atomic_write(path: pathlib.Path, text: str, mode: int = 0o600) -> None:
+    """Write through a uniquely named temporary file, then rename: readers and concurrent writers
+    never see a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        results = remote.fan_out([ts[n] for n in by_host], one, limit=limit, timeout=120)
-    finally:
-        if own:
-            remote.close_all(ts.values())
-    for r in results:
-        if r.ok:
-            entry["hosts"][r.host]["pgid"] = r.value
-    entry["state"] = "running" if all(r.ok for r in results) else "failed to start"
-    run.save()
-    return results
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
 
 
-def stop_run(run: Run, ts: dict | None = None, limit: int = remote.DEFAULT_LIMIT,
-             grace_ms: int = STOP_GRACE_MS) -> list[remote.HostResult]:
-    """Stop every process group of the run on every host; value per host: processes left (0 = clean)."""
-    hosts = {h.name: h for h in run.hosts()}
-    involved = sorted({name for j in run.data["jobs"] for name in j["hosts"]}, key=list(hosts).index)
-    own = ts is None
-    ts = dict(ts or {})
-    extra = {n: remote.target(hosts[n]) for n in involved if n not in ts}
-    ts.update(extra)
+class RunStore:
+    """The local run records under one directory (default `runs/` of the project)."""
 
-    def one(t):
-        jobs = [j["hosts"][t.name] for j in run.data["jobs"] if t.name in j["hosts"]]
-        pgids = [int(j["pgid"]) for j in jobs if j.get("pgid")]
-        done = t.run_template("stop.sh.j2", timeout=grace_ms / 1000 + 20, check=True, run_id=run.id,
-                              host=t.name, pgids=pgids, grace_ms=grace_ms,
-                              jobs=[{"exit_path": HostPath(j["exit_path"]), "pid_path": HostPath(j["pid_path"])}
-                                    for j in jobs])
-        kv = remote.parse_kv(done.stdout)
-        left = int(kv.get("left", "0"))
-        if left:
-            raise remote.RemoteError(t.name, "failed", f"{left} process group(s) of run {run.id} still alive")
-        return {"term": kv.get("term", ""), "kill": kv.get("kill", "")}
+    def __init__(self, root: Optional[pathlib.Path] = None):
+        self.root = pathlib.Path(root) if root is not None else runs_root()
 
-    try:
-        return remote.fan_out([ts[n] for n in involved], one, limit=limit, timeout=grace_ms / 1000 + 30)
-    finally:
-        remote.close_all(ts.values() if own else extra.values())
+    def dir(self, run_id: str) -> pathlib.Path:
+        return self.root / run_id
 
+    def exists(self, run_id: str) -> bool:
+        return (self.dir(run_id) / "run.json").is_file()
 
-@dataclasses.dataclass
-class HostState:
-    """What one poll saw of one job on one host."""
-    host: str
-    pid: int | None = None
-    alive: bool = False
-    exit: int | None = None
-    exit_time: float | None = None
-    stopped: bool = False
-    chunks: dict = dataclasses.field(default_factory=dict)  # file key -> bytes
+    def create(self, run: RunRecord, inventory_snapshot: dict) -> RunRecord:
+        atomic_write(self.dir(run.id) / "inventory.json", json.dumps(inventory_snapshot, indent=1, default=str))
+        self.save(run)
+        return run
 
-    @property
-    def state(self) -> str:
-        if self.exit is not None:
-            return f"exited {self.exit}"
-        if self.alive:
-            return "running"
-        if self.stopped:
-            return "stopped"
-        return "starting" if self.pid is None else "lost"
+    def save(self, run: RunRecord) -> None:
+        atomic_write(self.dir(run.id) / "run.json", json.dumps(to_json(run), indent=1))
 
+    def save_script(self, run_id: str, name: str, text: str) -> None:
+        atomic_write(self.dir(run_id) / name, text)
 
-def log_files(job_host: dict, job: str) -> list[tuple[str, str, str]]:
-    """(key, label, path) of the logs of one job on one host: the host log, then one per rank."""
-    files = [("h", "", job_host["log_path"])]
-    for rank, path in sorted(job_host.get("rank_logs", {}).items(), key=lambda kv: int(kv[0])):
-        files.append((f"r{rank}", f"r{rank}", path))
-    return files
+    def load(self, run_id: Optional[str] = None) -> RunRecord:
+        """The run `run_id` (default: the newest); one-sentence UserError when absent or unreadable."""
+        if run_id is None:
+            ids = self.list_ids()
+            if not ids:
+                raise UserError(f"no runs recorded under {self.root}; start one with mae-launch pretrain")
+            run_id = ids[-1]
+        path = self.dir(run_id) / "run.json"
+        if not path.is_file():
+            raise UserError(f"no run {run_id!r} under {self.root}; `mae-launch runs` lists the runs")
+        try:
+            return from_json(json.loads(path.read_text()))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise UserError(f"{path}: the run record cannot be read ({type(exc).__name__}: {exc}); "
+                            "it is damaged or from another mae-launch version") from None
 
-
-def poll_host(t: remote.Target, job_host: dict, job: str, offsets: dict, max_bytes: int = 1 << 18,
-              timeout: float = 10) -> HostState:
-    """One look at one job on one host; `offsets` (file key -> byte offset) is read, not changed."""
-    files = [{"key": key, "path": HostPath(path), "offset": offsets.get(key, 0)}
-             for key, _, path in log_files(job_host, job)]
-    done = t.run_template("poll.sh.j2", timeout=timeout, check=True, max_bytes=max_bytes, files=files,
-                          jobs=[{"key": "j", "pid_path": HostPath(job_host["pid_path"]),
-                                 "exit_path": HostPath(job_host["exit_path"])}])
-    kv = remote.parse_kv(done.stdout)
-    st = HostState(t.name, pid=int(kv["j.pid"]) if kv.get("j.pid") else None, alive=kv.get("j.alive") == "1",
-                   stopped=kv.get("j.stopped") == "1")
-    if kv.get("j.exit", "").strip().lstrip("-").isdigit():
-        st.exit = int(kv["j.exit"])
-        st.exit_time = float(kv.get("j.exit_time") or 0)
-    for f in files:
-        value = kv.get(f"{f['key']}.log")
-        if value is None:
-            continue
-        end, _, b64 = value.partition(":")
-        st.chunks[f["key"]] = (int(end), base64.b64decode(b64) if b64 else b"")
-    return st
+    def list_ids(self) -> list[str]:
+        """Run ids, oldest first (by creation time, then id); unreadable records are left out."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for p in self.root.iterdir():
+            try:
+                created = json.loads((p / "run.json").read_text()).get("created", "")
+            except (OSError, ValueError, AttributeError):
+                continue
+            found.append((str(created), p.name))
+        return [name for _, name in sorted(found)]

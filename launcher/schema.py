@@ -7,7 +7,9 @@ launcher/inventory.py.
 """
 from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator
+
+from launcher.jobs import JOB_NAMES
 
 # Names that end up in file names, command options and ssh arguments: no spaces, no leading '-'.
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]*$"
@@ -29,8 +31,6 @@ Interface = Annotated[str, StringConstraints(pattern=IFACE_PATTERN, max_length=6
 PathStr = Annotated[str, StringConstraints(pattern=PATH_PATTERN, max_length=4096)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Policy = Literal["strict", "accept-new"]
-JobName = Literal["pretrain", "finetune", "validate"]
-JOB_NAMES = ("pretrain", "finetune", "validate")
 
 
 def _scalar_to_str(value):
@@ -151,12 +151,10 @@ class JobSpec(Spec):
     _env = field_validator("env", mode="before")(classmethod(lambda cls, v: _env_before(v)))
 
 
-class JobsSpec(Spec):
-    pretrain: Optional[JobSpec] = None
-    finetune: Optional[JobSpec] = None
-    validate_: Optional[JobSpec] = Field(None, alias="validate")
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+# One optional JobSpec per job kind of launcher/jobs.py (field `<name>_`, written `<name>:` in YAML).
+JobsSpec = create_model(
+    "JobsSpec", __config__=ConfigDict(extra="forbid", frozen=True, populate_by_name=True),
+    **{f"{name}_": (Optional[JobSpec], Field(None, alias=name)) for name in JOB_NAMES})
 
 
 class InventorySpec(Spec):

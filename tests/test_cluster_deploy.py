@@ -74,10 +74,12 @@ def test_changed_host_key_is_refused_strict_and_accept_new(cluster, deployed, tm
         # rsync over OpenSSH follows the same policy
         from launcher import remote
         from launcher.inventory import load_inventory
+        from launcher.paths import HostPath
         h = load_inventory(tmp_path / "accept-new.yml").host("host1")
-        opts, dest = remote.rsync_remote(h, str(host.workdir) + "/")
-        r = subprocess.run(["rsync", "-a", "--dry-run", *opts, f"{tmp_path}/", dest], capture_output=True, text=True)
-        assert r.returncode != 0 and "host key" in r.stderr.lower()
+        t = remote.target(h)
+        with pytest.raises(remote.RemoteError) as e:
+            t.rsync_up(f"{tmp_path}/", HostPath(str(host.workdir) + "/"), args=["--dry-run"])
+        assert e.value.kind == "host-key" and "host key" in e.value.tail.lower()
     finally:
         host.stop()
         (host.dir / "ssh_host_ed25519_key").unlink()

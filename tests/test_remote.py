@@ -6,7 +6,7 @@ import time
 import paramiko
 import pytest
 
-from launcher import deploy, remote
+from launcher import deploy, remote, report, ssh
 from launcher.inventory import Host, HostPath
 from launcher.knownhosts import AcceptNewPolicy, apply_policy
 
@@ -58,8 +58,8 @@ def test_fan_out_caps_concurrency_keeps_order_and_reports_each_host():
     assert [r.host for r in results] == [f"h{i}" for i in range(6)]
     assert [r.ok for r in results] == [True, True, True, False, False, True]
     assert results[0].value == "H0" and results[3].kind == "unreachable" and "boom" in results[4].error
-    assert remote.exit_status(results) == 1 and remote.exit_status(results[:3]) == 0
-    msg = remote.failure_message("deploy", results)
+    assert report.exit_status(results) == 1 and report.exit_status(results[:3]) == 0
+    msg = report.failure_message("deploy", results)
     assert msg.startswith("deploy failed on 2 of 6 host(s): h3, h4") and "last line" in msg
 
 
@@ -112,11 +112,11 @@ def test_deploy_file_set_honours_gitignore_and_deny_list(tmp_path):
     assert deploy.content_hash(root) != h1
 
 
-def test_rsync_remote_renders_policy_into_ssh_options():
+def test_rsync_shell_renders_policy_into_ssh_options():
     h = Host(name="n", address="10.1.2.3", port=2222, user="me", identity_file="/k/id key", proxy_jump="j@bast:22",
              known_hosts="/k/known hosts", host_key_policy="accept-new", connect_timeout=7, connection="ssh",
              workdir=HostPath("~/w"), slots=None)
-    opts, dest = remote.rsync_remote(h, "w/")
+    opts, dest = ssh.rsync_shell(h), remote.target(h).remote_path(HostPath("~/w/"))
     assert opts[0] == "-e" and dest == "me@10.1.2.3:w/"
     import shlex
     words = shlex.split(opts[1])

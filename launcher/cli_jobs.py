@@ -1,0 +1,63 @@
+"""`mae-launch pretrain|finetune|validate|pipeline`: start a job on every host, follow it, fail fast."""
+import sys
+
+import click
+
+from launcher import options, orchestrate, report
+from launcher.errors import UserError
+from launcher.jobs import JOB_KINDS
+
+HELP = {
+    "pretrain": "Run MAE pretraining on every host of the inventory and follow it.\n\n"
+                "Example: mae-launch pretrain -i inventories/gpu-cluster.yml --detach",
+    "finetune": "Finetune a pretrained checkpoint on every host and follow it.\n\n"
+                "Example: mae-launch finetune --from 20260101-120000-ab12",
+    "validate": "Validate a finetuned checkpoint and print its top-1 accuracy.\n\n"
+                "Example: mae-launch validate --checkpoint output/RUN/finetune/checkpoint.pth",
+}
+
+
+def _common(func):
+    for deco in reversed([
+        options.inventory_option,
+        click.option("--run-id", metavar="ID", default=None, help="Run id (default: a new one)."),
+        click.option("--detach", is_flag=True, help="Start and return at once; follow later with `logs --follow`."),
+        click.option("--poll", type=click.FloatRange(0.05, 60), default=0.5, show_default=True, metavar="S",
+                     help="Seconds between looks at the hosts while following."),
+    ]):
+        func = deco(func)
+    return func
+
+
+def _job_command(job: str) -> click.Command:
+    def command(inventory_path, run_id, detach, poll, resume, from_run=None, checkpoint=None):
+        inv = options.load(inventory_path)
+        sys.exit(orchestrate.run_job(report.console(), inv, job, run_id=run_id, detach=detach, poll=poll,
+                                     resume=resume, from_run=from_run, checkpoint=checkpoint, argv=tuple(sys.argv)))
+
+    command.__doc__ = HELP[job]
+    command = click.option("--resume", metavar="RUN", default=None,
+                           help="Continue run RUN from the last checkpoint in its output directory.")(command)
+    if JOB_KINDS[job].consume_flag is not None:
+        command = click.option("--from", "from_run", metavar="RUN", default=None,
+                               help="Consume the checkpoint of this earlier run.")(command)
+        command = click.option("--checkpoint", metavar="PATH", default=None,
+                               help="Consume this checkpoint (a path on the hosts).")(command)
+    return click.command(name=job)(_common(command))
+
+
+JOB_COMMANDS = [_job_command(job) for job in JOB_KINDS]
+
+
+@click.command()
+@_common
+def pipeline(inventory_path, run_id, detach, poll):
+    """Run pretrain -> finetune -> validate as one run; each stage starts only when the one before
+    succeeded and left its checkpoint, and gets that checkpoint. Prints the final top-1.
+
+    Example: mae-launch pipeline            (this machine, digits)
+    """
+    if detach:
+        raise UserError("pipeline cannot --detach: each stage waits for the one before; run it in tmux/nohup")
+    inv = options.load(inventory_path)
+    sys.exit(orchestrate.run_pipeline(report.console(), inv, run_id=run_id, poll=poll, argv=tuple(sys.argv)))

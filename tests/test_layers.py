@@ -1,0 +1,90 @@
+"""The launcher's layers: every module is imported, and every import goes strictly downward.
+
+LAYERS lists the launcher's modules from the top (the command line) to the bottom (pure data); a
+module may import only modules of later layers. The same order is described in the README's
+Development section. A new module must be placed here, or this test fails.
+"""
+import ast
+import importlib
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+LAYERS = [
+    ["__main__"],
+    ["cli"],
+    ["cli_hosts", "cli_jobs", "cli_render", "cli_runs"],       # commands: parse, call, print
+    ["options"],
+    ["orchestrate", "control"],                                # run a job / pipeline; act on runs
+    ["supervise"],                                             # follow a run, fail fast
+    ["hostops", "artifacts", "deploy", "check"],               # operations on hosts
+    ["plan"],                                                  # inventory x job x run -> JobPlan
+    ["backends"],
+    ["backends.torchrun", "backends.poprun", "backends.single"],
+    ["backends.base"],
+    ["runs"],                                                  # typed run records and their store
+    ["remote"],                                                # transport: Target, fan-out
+    ["ssh"],
+    ["report", "logs"],                                        # what people read
+    ["render", "knownhosts"],
+    ["inventory"],
+    ["messages"],
+    ["schema", "yamlfile"],
+    ["jobs", "paths", "hostrange", "errors"],                  # pure data and small types
+]
+LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
+
+
+def _modules() -> dict:
+    found = {}
+    for path in sorted((ROOT / "launcher").rglob("*.py")):
+        rel = path.relative_to(ROOT / "launcher").with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if parts:
+            found[".".join(parts)] = path
+    return found
+
+
+def _imports(name: str, path: pathlib.Path) -> set:
+    """Launcher modules imported by module `name` (relative names, e.g. 'backends.base')."""
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "launcher":
+            base = node.module.split(".", 1)[1] if "." in node.module else ""
+            for alias in node.names:
+                full = f"{base}.{alias.name}" if base else alias.name
+                out.add(full if full in LAYER else base)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("launcher."):
+                    out.add(alias.name.split(".", 1)[1])
+    out.discard("")
+    out.discard(name)
+    return out
+
+
+def test_every_module_has_a_layer_and_imports():
+    modules = _modules()
+    assert sorted(set(modules) - set(LAYER)) == [], "place new launcher modules in LAYERS"
+    assert sorted(set(LAYER) - set(modules)) == [], "LAYERS names modules that do not exist"
+    for name in modules:
+        importlib.import_module(f"launcher.{name}")
+
+
+@pytest.mark.parametrize("name", sorted(_modules()))
+def test_imports_go_only_downward(name):
+    for target in _imports(name, _modules()[name]):
+        assert target in LAYER, f"launcher.{name} imports unknown launcher module {target!r}"
+        assert LAYER[target] > LAYER[name], (
+            f"launcher.{name} (layer {LAYER[name]}) imports launcher.{target} (layer {LAYER[target]}): "
+            "imports must go to a lower layer")
+
+
+def test_the_layer_check_catches_an_upward_import(tmp_path):
+    bad = tmp_path / "x.py"
+    bad.write_text("from launcher import cli\nfrom launcher.backends.base import Launch\n")
+    assert _imports("runs", bad) == {"cli", "backends.base"}
+    assert LAYER["cli"] < LAYER["runs"]  # runs importing cli would fail test_imports_go_only_downward
