@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from launcher import remote, report
+from launcher import buildshare, remote, report
 from launcher.inventory import PACKAGE_ROOT
+from launcher.openssh import Multiplexer
 from launcher.paths import HostPath
 
 MARKER = ".mae-launch-deploy"
@@ -48,9 +49,9 @@ def file_list(root: pathlib.Path) -> list[str]:
     return sorted(names)
 
 
-def content_hash(root: pathlib.Path) -> str:
+def content_hash(root: pathlib.Path, names: list | None = None) -> str:
     h = hashlib.sha256()
-    for name in file_list(root):
+    for name in (file_list(root) if names is None else names):
         path = root / name
         st = path.lstat()
         h.update(f"{name}\0{st.st_mode & 0o777777}\0".encode())
@@ -95,45 +96,85 @@ class Progress:
         return table
 
 
-def deploy(inv, *, root: pathlib.Path = PACKAGE_ROOT, force: bool = False, build: bool = True,
-           limit: int = remote.DEFAULT_LIMIT, timeout: float | None = 1800,
-           console: Console | None = None) -> list[remote.HostResult]:
-    """Sync + build on every host of `inv`; returns one HostResult per host (value: 'unchanged'|'deployed')."""
-    console = console or report.console()
-    root = pathlib.Path(root).resolve()
-    digest = content_hash(root)
-    ts = remote.targets(inv.hosts)
-    progress = Progress(inv.hosts, console)
+class _Deploy:
+    """One deploy: the tree sent, its hashes, the per-host steps (each takes one host's Target)."""
 
-    def one(t: remote.Target):
+    def __init__(self, inv, root: pathlib.Path, force: bool, timeout, progress: Progress):
+        self.inv, self.root, self.force, self.timeout, self.progress = inv, root, force, timeout, progress
+        names = file_list(root)
+        self.digest = content_hash(root, names)
+        self.sources = buildshare.sources_digest(root, names)
+
+    def in_place(self, t) -> bool:
+        return t.is_local and _same_dir(t.host.workdir, self.root)
+
+    def sync(self, t, build: bool):
+        """Probe, then sync: 'unchanged', 'deployed', or (to build) the host's build facts."""
         host = t.host
-        venv = inv.host_path(host, inv.paths.venv)
-        progress.set(t.name, "connecting")
-        probe = t.run_template("deploy_probe.sh.j2", timeout=60, check=True, workdir=host.workdir)
-        if remote.parse_kv(probe.stdout).get("hash") == digest and not force:
-            progress.set(t.name, "unchanged")
+        self.progress.set(t.name, "connecting")
+        probe = remote.parse_kv(t.run_template("deploy_probe.sh.j2", timeout=60, check=True, workdir=host.workdir,
+                                               facts=build, venv=self.venv(host)).stdout)
+        if probe.get("hash") == self.digest and not self.force:
+            self.progress.set(t.name, "unchanged")
             return "unchanged"
-        if not (t.is_local and _same_dir(host.workdir, root)):
-            progress.set(t.name, "syncing")
-            t.rsync_up(f"{root}/", HostPath(str(host.workdir).rstrip("/") + "/"),
-                       args=["--delete", *filter_args()], what="syncing the code", timeout=timeout)
-        if build:
-            progress.set(t.name, "building remap")
-            t.run_template("build.sh.j2", timeout=timeout, check=True, workdir=host.workdir,
-                           venv=venv, hash=None if _same_dir(host.workdir, root) and t.is_local else digest)
-        progress.set(t.name, "done")
-        return "deployed"
+        if self.in_place(t):  # this checkout itself: build here, record nothing
+            if build:
+                self.progress.set(t.name, "building remap")
+                t.run_template("build.sh.j2", timeout=self.timeout, check=True, workdir=host.workdir,
+                               venv=self.venv(host), hash=None)
+            self.progress.set(t.name, "done")
+            return "deployed"
+        self.progress.set(t.name, "syncing")
+        t.rsync_up(f"{self.root}/", HostPath(str(host.workdir).rstrip("/") + "/"),
+                   args=["--delete", *filter_args()], what="syncing the code", timeout=self.timeout)
+        if not build:
+            self.progress.set(t.name, "done")
+            return "deployed"
+        return {k: probe.get(k, "") for k in (*buildshare.FACTS, "lib")}
 
-    def guarded(t):
+    def venv(self, host):
+        return self.inv.host_path(host, self.inv.paths.venv)
+
+    def build(self, t) -> str:
+        """make -C remap on this host and record the deploy; the sha256 of the library built."""
+        self.progress.set(t.name, "building remap")
+        done = t.run_template("build.sh.j2", timeout=self.timeout, check=True, workdir=t.host.workdir,
+                              venv=self.venv(t.host), hash=self.digest)
+        return remote.parse_kv(done.stdout).get("lib", "")
+
+    def install(self, t, sha: str, incoming: bool) -> None:
+        t.run_template("install_lib.sh.j2", timeout=60, check=True, workdir=t.host.workdir, sha=sha,
+                       incoming=incoming, hash=self.digest, marker=MARKER)
+
+
+def _guarded(progress: Progress, fn):
+    def run(t, *args):
         try:
-            return one(t)
+            return fn(t, *args)
         except remote.RemoteError as e:
             progress.set(t.name, f"failed: {e.kind}")
             raise
+    return run
 
-    try:
-        with Live(progress, console=console, refresh_per_second=4, transient=False):
-            results = remote.fan_out(ts, guarded, limit=limit, timeout=timeout)
-    finally:
-        remote.close_all(ts)
-    return results
+
+def deploy(inv, *, root: pathlib.Path = PACKAGE_ROOT, force: bool = False, build: bool = True,
+           limit: int = remote.DEFAULT_LIMIT, timeout: float | None = 1800,
+           console: Console | None = None) -> list[remote.HostResult]:
+    """Sync + build on every host of `inv`; one HostResult per host (value: 'unchanged', 'deployed',
+    'deployed (built remap)', 'deployed (remap from HOST)' or 'deployed (remap unchanged)'). SSH hosts share one OpenSSH connection
+    per host for every step; hosts with the same build key share one remap build (launcher/buildshare.py)."""
+    console = console or report.console()
+    progress = Progress(inv.hosts, console)
+    job = _Deploy(inv, pathlib.Path(root).resolve(), force, timeout, progress)
+    with Multiplexer() as mux, Live(progress, console=console, refresh_per_second=4, transient=False):
+        ts = {h.name: mux.target(h) for h in inv.hosts}
+        first = remote.fan_out(list(ts.values()), _guarded(progress, lambda t: job.sync(t, build)),
+                               limit=limit, timeout=timeout)
+        results = {r.host: r for r in first}
+        facts = {r.host: r.value for r in first if r.ok and isinstance(r.value, dict)}
+        if facts:
+            results.update(buildshare.share({n: ts[n] for n in facts}, facts, job.sources,
+                                            _guarded(progress, job.build), job.install, progress, timeout))
+        for name in facts:
+            progress.set(name, "done" if results[name].ok else f"failed: {results[name].kind}")
+    return [results[h.name] for h in inv.hosts]

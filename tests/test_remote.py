@@ -21,7 +21,8 @@ def test_local_target_runs_rendered_templates_with_hostile_paths(tmp_path):
     hostile = tmp_path / "a b'; touch pwned; echo \"$(id)\""
     t = remote.target(local_host(workdir=str(hostile)))
     assert isinstance(t, remote.LocalTarget)
-    done = t.run_template("deploy_probe.sh.j2", timeout=30, check=True, workdir=HostPath(str(hostile)))
+    done = t.run_template("deploy_probe.sh.j2", timeout=30, check=True, workdir=HostPath(str(hostile)),
+                          facts=False, venv=None)
     assert remote.parse_kv(done.stdout) == {"hash": ""}
     assert hostile.is_dir() and not (tmp_path / "pwned").exists()
 
