@@ -6,7 +6,7 @@ INVENTORY ?= inventories/local.yml
 
 N         ?= 4
 
-.PHONY: help install test test-fast demo bench remap deploy cluster-up cluster-down clean
+.PHONY: help install test test-fast demo bench remap deploy cluster-up cluster-down slurm-up slurm-down clean
 
 help:
 	@echo "make install   create $(VENV) with pinned torch/torchvision and the project (editable)"
@@ -18,6 +18,8 @@ help:
 	@echo "make deploy INVENTORY=...  sync the code to every host and build remap there"
 	@echo "make cluster-up N=4  start N sshd 'hosts' on 127.0.0.x (as root) and write .cluster/inventory.yml"
 	@echo "make cluster-down    stop them"
+	@echo "make slurm-up        start a real Slurm cluster here (munged, slurmctld, 2 slurmd; as root) in .slurm/"
+	@echo "make slurm-down      stop it"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +50,13 @@ cluster-up: $(PY)
 
 cluster-down:
 	$(PY) tests/cluster.py down --dir .cluster
+
+slurm-up: $(PY)
+	$(PY) -m mae.data digits --out data/digits
+	$(PY) tests/slurm.py up --dir .slurm
+
+slurm-down:
+	$(PY) tests/slurm.py down --dir .slurm
 
 bench: $(PY)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
