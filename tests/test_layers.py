@@ -22,7 +22,7 @@ LAYERS = [
     ["buildshare", "openssh"],                                 # compile once; multiplexed OpenSSH
     ["plan"],                                                  # inventory x job x run -> JobPlan
     ["backends"],
-    ["backends.torchrun", "backends.poprun", "backends.single"],
+    ["backends.torchrun", "backends.poprun", "backends.single", "backends.slurm"],
     ["backends.base"],
     ["runs"],                                                  # typed run records and their store
     ["remote"],                                                # transport: Target, fan-out
