@@ -166,10 +166,22 @@ class SlurmCluster:
                                     start_new_session=detach)
         self.pids[key] = proc.pid
 
-    def up(self, detach: bool = False, timeout: float = 60.0) -> "SlurmCluster":
+    def up(self, detach: bool = False, timeout: float = 60.0, attempts: int = 3) -> "SlurmCluster":
+        """Start the daemons; a port taken between choosing and binding it means a retry on new ports."""
+        for attempt in range(attempts):
+            try:
+                return self._up_once(detach, timeout)
+            except RuntimeError as exc:
+                if "Address already in use" not in str(exc) or attempt == attempts - 1:
+                    raise
+                shutil.rmtree(self.root / "state", ignore_errors=True)
+        raise AssertionError("unreachable")
+
+    def _up_once(self, detach: bool, timeout: float) -> "SlurmCluster":
         self.write_config()
         try:
             m = self.root / "munge"
+            self.munge_socket.unlink(missing_ok=True)
             self._spawn("munged", ["munged", "-F", "-f", f"--socket={self.munge_socket}",
                                    f"--key-file={m / 'munge.key'}", f"--pid-file={m / 'munged.pid'}",
                                    f"--log-file={m / 'munged.log'}", f"--seed-file={m / 'munged.seed'}"], detach)
