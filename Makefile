@@ -12,7 +12,7 @@ help:
 	@echo "make install   create $(VENV) with pinned torch/torchvision and the project (editable)"
 	@echo "make demo      run the demo on this machine (digits dataset, created when absent)"
 	@echo "make test      run the whole test suite (cluster and slow tests included)"
-	@echo "make test-fast run the tests not marked slow or cluster"
+	@echo "make test-fast run the tests not marked slow, cluster or slurm"
 	@echo "make bench     run the benchmarks under bench/"
 	@echo "make remap     build the native remap op (remap/remap_ops.so)"
 	@echo "make deploy INVENTORY=...  sync the code to every host and build remap there"
@@ -32,7 +32,7 @@ test: install
 	$(PY) -m pytest
 
 test-fast: $(PY)
-	$(PY) -m pytest -m 'not slow and not cluster'
+	$(PY) -m pytest -m 'not slow and not cluster and not slurm'
 
 remap: $(PY)
 	$(MAKE) -C remap PYTHON=$(abspath $(PY))

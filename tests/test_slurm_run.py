@@ -154,7 +154,8 @@ def test_digits_pipeline_chained_by_slurm(slurm, env, tmp_path):
     data = tmp_path / "work" / "data" / "digits"
     subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "-m", "mae.data", "digits", "--out", str(data)],
                    check=True, capture_output=True, cwd=ROOT)
-    inv = _inventory(tmp_path, data="data/digits", jobs={
+    # one node per stage keeps it light on a 2-core machine; the 2-node step is tested above
+    inv = _inventory(tmp_path, slurm_section={"nodes": 1, "time": "30"}, data="data/digits", jobs={
         "pretrain": {"config": "digits_pretrain", "nproc_per_node": 1, "args": DIGITS},
         "finetune": {"config": "digits_finetune", "nproc_per_node": 1, "args": DIGITS},
         "validate": {"config": "digits_finetune", "nproc_per_node": 1, "args": ["--num_workers", "0"]}})
