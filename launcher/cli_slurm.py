@@ -21,7 +21,7 @@ def status(run, job_name: Optional[str]) -> int:
     table = Table(title=f"run {run.id} (Slurm)", title_justify="left")
     for col in ("job", "slurm job", "state", "nodes", "last log line"):
         table.add_column(col, overflow="fold")
-    for job, st, last in slurm_orchestrate.status(con, run, job_name):
+    for job, st, last in slurm_orchestrate.status(con, RunStore(), run, job_name):
         text = st.describe() if st is not None else job.state
         colour = "green" if text in ("running", "completed") else "yellow" if text.startswith("pending") else "red"
         table.add_row(job.job, job.slurm_job_id or "-", f"[{colour}]{escape(text)}[/]",

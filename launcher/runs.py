@@ -131,8 +131,11 @@ class JobRecord:
         self.state, self.failure, self.ended = "failed to submit", reason, utc_now()
 
     def slurm_seen(self, state: str, slurm_state: str, reason: str = "", failure: Optional[str] = None) -> None:
-        """What Slurm said: pending (with reason) / running, or how it ended (SLURM_END)."""
+        """What Slurm said: pending (with reason) / running, or how it ended (SLURM_END). A job whose
+        end is already recorded keeps it."""
         self.slurm_state = slurm_state
+        if not self.live:
+            return
         if state in SLURM_END:
             self.state, self.ended, self.failure = SLURM_END[state], utc_now(), failure
         elif state in ("pending", "running"):

@@ -83,8 +83,9 @@ def _submit_target(run):
     return remote.target(run.host(run.host_names()[0]))
 
 
-def status(con: Console, run, job_name: str | None) -> list:
-    """[(JobRecord, SlurmState or None, last log line)] for the run's Slurm jobs (or one of them)."""
+def status(con: Console, store, run, job_name: str | None) -> list:
+    """[(JobRecord, SlurmState or None, last log line)] for the run's Slurm jobs (or one of them);
+    what Slurm says is recorded (a detached run's record catches up)."""
     jobs = [run.job(job_name)] if job_name else run.slurm_jobs()
     t = _submit_target(run)
     try:
@@ -94,7 +95,10 @@ def status(con: Console, run, job_name: str | None) -> list:
             w = slurm_supervise.Watch(con, j, False)
             st = states.get(j.slurm_job_id)
             w.read(t, st, tail_bytes=4096)
-            rows.append((j, st.settle(w.exit_status) if st else None, w.last_line()))
+            if st is not None and st.settle(w.exit_status).state != "unknown":
+                j.slurm_seen(st.state, st.slurm_state, st.reason)
+            rows.append((j, st, w.last_line()))
+        store.save(run)
         return rows
     finally:
         t.close()
