@@ -121,6 +121,9 @@ class SlurmSpec(Spec):
     cpus_per_task: Optional[int] = Field(None, ge=1, le=65536)
     constraint: Optional[Constraint] = None
     extra_sbatch_args: list[SbatchArg] = []
+    # where `deploy` builds remap: on the submit host, or on a compute node through srun (when the
+    # nodes' architecture or toolchain differs from the login node's)
+    build_on: Literal["submit", "compute"] = "submit"
 
     @field_validator("time", mode="before")
     @classmethod

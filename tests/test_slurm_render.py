@@ -82,7 +82,7 @@ ERRORS = [
     ("  nodes: 2\n", "  nodes: 2\n  extra_sbatch_args: ['--comment=a b']\n", 6, "slurm.extra_sbatch_args[0]", "one sbatch option"),
     ("  nodes: 2\n", "  nodes: 2\n  extra_sbatch_args: ['--x=#1']\n", 6, "slurm.extra_sbatch_args[0]", "one sbatch option"),
     ("  nodes: 2\n", "  nodes: 2\n  constraint: 'a100 || v100'\n", 6, "slurm.constraint", "not a Slurm constraint"),
-    ("  nodes: 2\n", "  nodez: 2\n", 5, "slurm.nodez", "allowed keys here are account, constraint"),
+    ("  nodes: 2\n", "  nodez: 2\n", 5, "slurm.nodez", "allowed keys here are account, build_on, constraint"),
     ("launcher: torchrun\n", "launcher: poprun\n", 2, "launcher", "poprun under Slurm is not supported"),
     ("scheduler: slurm\n", "scheduler: pbs\n", 3, "scheduler", "'ssh' or 'slurm'"),
     ("scheduler: slurm\n", "", 3, "slurm", "needs `scheduler: slurm`"),
@@ -118,3 +118,16 @@ def test_snapshot_masks_secrets_and_names_the_submit_host():
     snap = _parse(SMALL).snapshot()
     assert snap["env"]["TOKEN"] == "***" and snap["scheduler"] == "slurm"
     assert snap["slurm"]["nodes"] == 2 and snap["hosts"][0]["name"] == "submit"
+
+
+def test_build_on_compute_builds_remap_through_srun():
+    from launcher.deploy import _Deploy
+    from launcher.render import render_template
+    inv = _parse(SMALL.replace("  nodes: 2\n", "  nodes: 2\n  partition: cpu\n  build_on: compute\n"))
+    deploy = _Deploy(inv, ROOT, False, 60, None)
+    assert deploy.srun_args() == ["--partition=cpu"]
+    script = render_template("build.sh.j2", workdir=inv.controller.workdir, venv=None, hash=None,
+                             srun=deploy.srun_args())
+    assert "    srun --nodes=1 --ntasks=1 --partition=cpu make -C remap\n" in script
+    subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+    assert _Deploy(_parse(SMALL), ROOT, False, 60, None).srun_args() is None
