@@ -4,7 +4,6 @@ import sys
 import click
 
 from launcher import options, orchestrate, report
-from launcher.errors import UserError
 from launcher.jobs import JOB_KINDS
 
 HELP = {
@@ -55,9 +54,11 @@ def pipeline(inventory_path, run_id, detach, poll):
     """Run pretrain -> finetune -> validate as one run; each stage starts only when the one before
     succeeded and left its checkpoint, and gets that checkpoint. Prints the final top-1.
 
+    With a Slurm inventory every stage is submitted at once, chained by Slurm (afterok), and
+    --detach returns after submitting.
+
     Example: mae-launch pipeline            (this machine, digits)
     """
-    if detach:
-        raise UserError("pipeline cannot --detach: each stage waits for the one before; run it in tmux/nohup")
     inv = options.load(inventory_path)
-    sys.exit(orchestrate.run_pipeline(report.console(), inv, run_id=run_id, poll=poll, argv=tuple(sys.argv)))
+    sys.exit(orchestrate.run_pipeline(report.console(), inv, run_id=run_id, poll=poll, argv=tuple(sys.argv),
+                                      detach=detach))

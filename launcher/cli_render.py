@@ -33,6 +33,9 @@ def render(job, inventory_path, run_id, host_names, commands_only):
     for hp in plan.hosts:
         if host_names and hp.host.name not in host_names:
             continue
-        role = "controller, " if hp.host is inv.controller else ""
-        click.echo(f"\n==> {hp.host.name} ({role}node {hp.node_rank}, {hp.host.connection}): {hp.script_path}")
+        if plan.mode == "slurm":
+            where = f"submit host, {hp.host.connection}; sbatch script"
+        else:
+            where = ("controller, " if hp.host is inv.controller else "") + f"node {hp.node_rank}, {hp.host.connection}"
+        click.echo(f"\n==> {hp.host.name} ({where}): {hp.script_path}")
         click.echo(hp.command if commands_only else hp.script.rstrip("\n"))

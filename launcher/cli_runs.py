@@ -5,7 +5,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from launcher import control, report
+from launcher import cli_slurm, control, report
 from launcher.logs import LogPrinter
 from launcher.runs import RunStore
 
@@ -39,7 +39,10 @@ def _feed(printer: LogPrinter, host: str, job, st) -> dict:
 @RUN_ARG
 @JOB_OPT
 def status(run_id, job):
-    """Per host: running / exited N / stopped / lost, and the last log line. RUN defaults to the latest."""
+    """Per host: running / exited N / stopped / lost, and the last log line. RUN defaults to the latest.
+    Slurm runs: per job its Slurm job id and state (pending with reason, running, completed, ...)."""
+    if (slurm := cli_slurm.slurm_run(run_id)) is not None:
+        sys.exit(cli_slurm.status(slurm, job))
     run, rec, results = control.tail(run_id, job, 4096)
     printer = LogPrinter(report.console(), list(rec.hosts), show=False)
     table = Table(title=f"run {run.id}: {rec.job} ({rec.state})", title_justify="left")
@@ -70,6 +73,8 @@ def logs(run_id, job, follow, host_names, lines):
 
     Example: mae-launch logs --follow --host host1
     """
+    if (slurm := cli_slurm.slurm_run(run_id)) is not None:
+        sys.exit(cli_slurm.logs(slurm, job, follow, lines))
     con = report.console()
     run, rec, results = control.tail(run_id, job, max(4096, lines * 400))
     printer = LogPrinter(con, list(rec.hosts), show=False)
@@ -96,7 +101,9 @@ def logs(run_id, job, follow, host_names, lines):
               help="Seconds between SIGTERM and SIGKILL.")
 def stop(run_id, grace):
     """Stop a run on every host: exactly its process groups (SIGTERM, then SIGKILL after --grace),
-    then confirm nothing of it is left. RUN defaults to the latest."""
+    then confirm nothing of it is left. RUN defaults to the latest. Slurm runs: scancel."""
+    if (slurm := cli_slurm.slurm_run(run_id)) is not None:
+        sys.exit(cli_slurm.stop(slurm))
     run, results = control.stop(run_id, grace)
     sys.exit(report.print_results(report.console(), f"stop {run.id}", "stop", results, lambda r: (
         f"SIGTERM {r.value['term'] or '-'}; SIGKILL {r.value['kill'] or '-'}; nothing left")))

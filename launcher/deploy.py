@@ -26,7 +26,7 @@ from launcher.paths import HostPath
 MARKER = ".mae-launch-deploy"
 # Never synced, whatever .gitignore says: secrets, outputs, environments, caches, local builds.
 DENY = [".git/", ".env", ".env.*", "*.pem", "*.key", "id_*", "/runs/", "/output/", "/data/", ".venv/",
-        "venv/", "/.cluster/", "__pycache__/", "*.pyc", ".pytest_cache/", ".hypothesis/", MARKER,
+        "venv/", "/.cluster/", "/.slurm/", "__pycache__/", "*.pyc", ".pytest_cache/", ".hypothesis/", MARKER,
         MARKER + ".tmp", "remap/build/", "remap/*.so", "remap/*.o"]
 
 
@@ -105,6 +105,15 @@ class _Deploy:
         self.digest = content_hash(root, names)
         self.sources = buildshare.sources_digest(root, names)
 
+    def srun_args(self):
+        """Slurm inventories with `build_on: compute`: srun options that build on one compute node."""
+        slurm = self.inv.slurm
+        if not self.inv.is_slurm or slurm.build_on != "compute":
+            return None
+        pairs = [("--partition", slurm.partition), ("--account", slurm.account), ("--qos", slurm.qos),
+                 ("--constraint", slurm.constraint)]
+        return [f"{k}={v}" for k, v in pairs if v is not None]
+
     def in_place(self, t) -> bool:
         return t.is_local and _same_dir(t.host.workdir, self.root)
 
@@ -121,7 +130,7 @@ class _Deploy:
             if build:
                 self.progress.set(t.name, "building remap")
                 t.run_template("build.sh.j2", timeout=self.timeout, check=True, workdir=host.workdir,
-                               venv=self.venv(host), hash=None)
+                               venv=self.venv(host), hash=None, srun=self.srun_args())
             self.progress.set(t.name, "done")
             return "deployed"
         self.progress.set(t.name, "syncing")
@@ -139,7 +148,7 @@ class _Deploy:
         """make -C remap on this host and record the deploy; the sha256 of the library built."""
         self.progress.set(t.name, "building remap")
         done = t.run_template("build.sh.j2", timeout=self.timeout, check=True, workdir=t.host.workdir,
-                              venv=self.venv(t.host), hash=self.digest)
+                              venv=self.venv(t.host), hash=self.digest, srun=self.srun_args())
         return remote.parse_kv(done.stdout).get("lib", "")
 
     def install(self, t, sha: str, incoming: bool) -> None:

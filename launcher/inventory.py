@@ -22,8 +22,8 @@ from launcher.errors import PlanError
 from launcher.messages import Where, schema_error
 from launcher.jobs import JOB_KINDS, JOB_NAMES
 from launcher.paths import HostPath
-from launcher.schema import (ClusterSpec, InventorySpec, JobSpec, NetworkSpec,
-                             PathsSpec, PoprunSpec, SshSettings)
+from launcher.schema import (ClusterSpec, HostSpec, InventorySpec, JobSpec, NetworkSpec,
+                             PathsSpec, PoprunSpec, SlurmSpec, SshSettings)
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS_FILE = PACKAGE_ROOT / "mae" / "configs.yml"
@@ -82,6 +82,12 @@ class Inventory:
     jobs: dict                       # name -> Job
     source_path: Path
     spec: InventorySpec = field(repr=False, compare=False)
+    scheduler: str = "ssh"           # 'ssh' | 'slurm'
+    slurm: Optional[SlurmSpec] = None  # scheduler slurm: the sbatch request; hosts = [submit host]
+
+    @property
+    def is_slurm(self) -> bool:
+        return self.scheduler == "slurm"
 
     def host(self, name: str) -> Host:
         for h in self.hosts:
@@ -175,7 +181,24 @@ def _from_data(data, lines: dict, path: Path, config_names) -> Inventory:
     return _resolve(spec, path, where, configs)
 
 
+def _check_scheduler(spec: InventorySpec, where: Where) -> InventorySpec:
+    """Slurm inventories name at most one host (the submit host; default: this machine)."""
+    if spec.scheduler != "slurm":
+        if spec.slurm is not None:
+            raise where.error(("slurm",), "a slurm section needs `scheduler: slurm`; add it or remove the section")
+        if spec.hosts is None:
+            raise where.error(("hosts",), "this key is required; list the hosts (only `scheduler: slurm` inventories may leave it out)")
+        return spec
+    if spec.launcher != "torchrun":
+        raise where.error(("launcher",), "Slurm inventories run torchrun jobs (poprun under Slurm is not supported); use launcher: torchrun")
+    if spec.hosts is not None and (len(spec.hosts) > 1 or len(hostrange.expand(spec.hosts[0].name)) > 1):
+        raise where.error(("hosts",), "a Slurm inventory names one host, the submit host (login node); the compute nodes come from Slurm")
+    hosts = spec.hosts or [HostSpec(name="submit", connection="local")]
+    return spec.model_copy(update={"hosts": hosts, "slurm": spec.slurm or SlurmSpec()})
+
+
 def _resolve(spec: InventorySpec, path: Path, where: Where, configs) -> Inventory:
+    spec = _check_scheduler(spec, where)
     hosts = _resolve_hosts(spec, path, where)
     names = [h.name for h in hosts]
     controller = hosts[0]
@@ -189,13 +212,17 @@ def _resolve(spec: InventorySpec, path: Path, where: Where, configs) -> Inventor
     for name in JOB_NAMES:
         job_spec = getattr(spec.jobs, f"{name}_")
         if job_spec is not None:
-            jobs[name] = _resolve_job(spec, name, job_spec, len(hosts), hosts, where, configs)
+            if spec.scheduler == "slurm":
+                jobs[name] = _resolve_job(spec, name, job_spec, spec.slurm.nodes, [], where, configs)
+            else:
+                jobs[name] = _resolve_job(spec, name, job_spec, len(hosts), hosts, where, configs)
     if not jobs:
         raise where.error(("jobs",), "no job defined; define at least one of pretrain, finetune, validate")
     _check_consumes(jobs, where)
     return Inventory(name=spec.name, launcher=spec.launcher, hosts=hosts, controller=controller, ssh=spec.ssh,
                      cluster=spec.cluster, partitions=dict(spec.partitions), paths=spec.paths, network=spec.network,
-                     poprun=spec.poprun, env=dict(spec.env), jobs=jobs, source_path=path, spec=spec)
+                     poprun=spec.poprun, env=dict(spec.env), jobs=jobs, source_path=path, spec=spec,
+                     scheduler=spec.scheduler, slurm=spec.slurm)
 
 
 def _resolve_hosts(spec: InventorySpec, path: Path, where: Where) -> list:
@@ -284,9 +311,10 @@ def _resolve_job(spec, name: str, js: JobSpec, n_hosts: int, hosts, where: Where
         for key in ("partition", "ipus_per_replica", "instances"):
             if getattr(js, key) is not None:
                 raise where.error(loc + (key,), f"{key} is for poprun inventories; torchrun jobs use nproc_per_node")
-        nproc = nproc or 1
+        nproc = nproc or (spec.slurm.gpus_per_node if spec.slurm is not None else None) or 1
         if js.replicas is not None and js.replicas != nproc * n_hosts:
-            raise where.error(loc + ("replicas",), f"replicas {js.replicas} != {n_hosts} hosts x nproc_per_node {nproc}; fix one of them")
+            what = "Slurm nodes" if spec.scheduler == "slurm" else "hosts"
+            raise where.error(loc + ("replicas",), f"replicas {js.replicas} != {n_hosts} {what} x nproc_per_node {nproc}; fix one of them")
         per_host = nproc
     for h in hosts:
         if h.slots is not None and per_host > h.slots:

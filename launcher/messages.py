@@ -82,6 +82,9 @@ _PATTERN_WORDS = {
     schema.ENV_PATTERN: "a shell variable name (letters, digits, '_'; not starting with a digit)",
     schema.IFACE_PATTERN: "a network interface name",
     schema.PATH_PATTERN: "a path (NUL characters are not allowed)",
+    schema.SLURM_TIME_PATTERN: "a Slurm time limit (minutes, [days-]hours:minutes:seconds or UNLIMITED)",
+    schema.CONSTRAINT_PATTERN: "a Slurm constraint (features joined by & or |, no spaces)",
+    schema.SBATCH_ARG_PATTERN: "one sbatch option as --name or --name=value (no spaces, quotes or '#')",
 }
 
 

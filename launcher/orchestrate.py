@@ -11,7 +11,7 @@ from typing import Optional
 from rich.console import Console
 from rich.markup import escape
 
-from launcher import artifacts, hostops, remote, report, supervise
+from launcher import artifacts, hostops, remote, report, slurm_orchestrate, supervise
 from launcher.errors import UserError
 from launcher.jobs import JOB_KINDS, JOB_NAMES
 from launcher.plan import check_run_id, new_run_id, plan_job
@@ -49,6 +49,8 @@ def _start(con: Console, store: RunStore, run: RunRecord, plan, job, ts: dict) -
 def start_and_follow(con: Console, store: RunStore, run: RunRecord, plan, detach: bool = False,
                      poll: float = 0.5) -> int:
     """Record, start and (unless `detach`) follow one planned job; the exit status."""
+    if plan.mode == "slurm":  # submitted to Slurm from the submit host, followed there
+        return slurm_orchestrate.submit_and_follow(con, store, run, [plan], detach, max(poll, 1.0))
     con.print(f"[bold]run {run.id}[/]: {plan.job} on {len(plan.hosts)} host(s) "
               f"({plan.mode}, {plan.world_size} process(es)), output {escape(str(plan.output_dir))}")
     job = _record_job(store, run, plan)
@@ -96,9 +98,14 @@ def run_job(con: Console, inv, job_name: str, *, run_id: Optional[str] = None, d
 
 
 def run_pipeline(con: Console, inv, *, run_id: Optional[str] = None, poll: float = 0.5,
-                 argv: tuple = (), store: Optional[RunStore] = None) -> int:
+                 argv: tuple = (), store: Optional[RunStore] = None, detach: bool = False) -> int:
     """pretrain -> finetune -> validate as one run; each stage starts only when the one before
-    succeeded and left its checkpoint. Prints the final top-1; the exit status."""
+    succeeded and left its checkpoint. Prints the final top-1; the exit status.
+    Slurm inventories: every stage is submitted at once, chained by Slurm (afterok); `detach`
+    returns after submitting."""
+    if detach and not inv.is_slurm:
+        raise UserError("pipeline cannot --detach: each stage waits for the one before; run it in tmux/nohup"
+                        " (Slurm inventories can: Slurm chains the stages)")
     store = store or RunStore()
     run_id = check_run_id(run_id) if run_id else new_run_id()
     stages = [j for j in JOB_NAMES if j in inv.jobs]
@@ -106,6 +113,9 @@ def run_pipeline(con: Console, inv, *, run_id: Optional[str] = None, poll: float
         raise UserError(f"{inv.source_path}: no jobs to run (define jobs.pretrain/finetune/validate)")
     plans = [plan_job(inv, j, run_id) for j in stages]  # plan everything before anything runs
     run = store.create(RunRecord.new(run_id, inv, list(argv)), inv.snapshot())
+    if inv.is_slurm:
+        rc = slurm_orchestrate.submit_and_follow(con, store, run, plans, detach, max(poll, 1.0))
+        return rc if rc != 0 or detach else _final_validation(con, store, run, plans[-1])
     for plan in plans:
         if plan.consumed_checkpoint is not None:
             artifacts.ensure_checkpoint(plan, plan.consumes or "the previous stage")

@@ -131,14 +131,14 @@ def _program(inv: Inventory, job, run_id: str, consumed, resume: bool):
 
 def _host_plan(ctx: JobContext, launched, secret_names: list) -> HostPlan:
     inv, host, job, run_id = ctx.inventory, launched.host, ctx.job_name, ctx.run_id
-    files = dict(run_dir=ctx.run_dir(host), script_path=ctx.file(host, f"{job}.{host.name}.sh"),
-                 log_path=ctx.file(host, f"{job}.{host.name}.log"),
-                 pid_path=ctx.file(host, f"{job}.{host.name}.pid"),
-                 exit_path=ctx.file(host, f"{job}.{host.name}.exit"),
-                 secrets_path=ctx.file(host, f"{job}.{host.name}.secrets"))
+    files = launched.files or dict(
+        run_dir=ctx.run_dir(host), script_path=ctx.file(host, f"{job}.{host.name}.sh"),
+        log_path=ctx.file(host, f"{job}.{host.name}.log"), pid_path=ctx.file(host, f"{job}.{host.name}.pid"),
+        exit_path=ctx.file(host, f"{job}.{host.name}.exit"),
+        secrets_path=ctx.file(host, f"{job}.{host.name}.secrets"))
     output_dir = _output_dir(inv, host, run_id, job)
     command = launched.command.rstrip("\n")
-    script = render_template(
+    script = launched.script or render_template(
         "job.sh.j2", run_id=run_id, job=job, host=host.name, workdir=host.workdir,
         sdk_enable=[inv.host_path(host, s) for s in inv.paths.sdk_enable],
         venv=inv.host_path(host, inv.paths.venv), env=launched.env, secret_names=secret_names,

@@ -5,6 +5,8 @@
   "$HOME"/'rest' so the host's home is used and the rest stays one quoted word. None is refused.
 - `qpath`: the same for any string meant as a host path (`~/` honoured).
 - `envname`: a variable name, checked to be a shell identifier (it is written unquoted).
+- `sbatchw`: a value of an `#SBATCH` line. sbatch is not a shell: the value must be one word without
+  quotes, backslashes, '#' or spaces (the inventory schema admits no other), written as it is.
 Templates never interpolate a value into a comment: a newline in it would end the comment.
 """
 import re
@@ -17,6 +19,7 @@ from launcher.paths import HostPath
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[1] / "templates"
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SBATCH_WORD = re.compile(r"[^\s'\"\\#]+")
 
 
 def _quote_path(text: str) -> str:
@@ -52,6 +55,15 @@ def envname(value) -> str:
     return value
 
 
+def sbatchw(value) -> str:
+    if value is None or isinstance(value, jinja2.Undefined) or isinstance(value, bool):
+        raise ValueError("refusing to write None/undefined/bool in an #SBATCH line")
+    text = str(value)
+    if not _SBATCH_WORD.fullmatch(text):
+        raise ValueError(f"{text!r} cannot be written in an #SBATCH line (spaces, quotes, '\\' or '#')")
+    return text
+
+
 def shjoin(values) -> str:
     """Quote each value and join with spaces: one shell word per value."""
     return " ".join(q(v) for v in values)
@@ -66,7 +78,7 @@ def make_environment(directory: Path = TEMPLATES_DIR) -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
-    env.filters.update(q=q, qpath=qpath, envname=envname, shjoin=shjoin)
+    env.filters.update(q=q, qpath=qpath, envname=envname, shjoin=shjoin, sbatchw=sbatchw)
     return env
 
 

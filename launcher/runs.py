@@ -25,7 +25,9 @@ from launcher.inventory import PACKAGE_ROOT, Host
 from launcher.paths import HostPath
 
 FORMAT = 2          # run.json layout version
-LIVE_STATES = ("starting", "running")
+LIVE_STATES = ("starting", "running", "submitted", "pending")
+# How a Slurm job ended (launcher/slurmops.py's words) -> the job's state.
+SLURM_END = {"completed": "succeeded", "failed": "failed", "timeout": "timed out", "cancelled": "cancelled"}
 
 
 def utc_now() -> str:
@@ -85,11 +87,17 @@ class JobRecord:
     state: str = "starting"
     failure: Optional[str] = None
     ended: Optional[str] = None
+    # Slurm jobs (mode 'slurm'): the one host is the submit host
+    slurm_job_id: Optional[str] = None
+    depends_on: Optional[str] = None          # the Slurm job this one runs after (afterok)
+    nodes: int = 1                            # nodes of the allocation
+    slurm_state: Optional[str] = None         # Slurm's last word on it (PENDING, COMPLETED, ...)
+    reason: Optional[str] = None              # why it was pending
 
     @classmethod
     def from_plan(cls, plan) -> "JobRecord":
         return cls(job=plan.job, mode=plan.mode, started=utc_now(), checkpoint=str(plan.checkpoint),
-                   output_dir=str(plan.output_dir),
+                   output_dir=str(plan.output_dir), nodes=len(plan.placement) if plan.mode == "slurm" else 1,
                    hosts={hp.host.name: HostRecord.from_plan(hp) for hp in plan.hosts})
 
     @property
@@ -111,6 +119,31 @@ class JobRecord:
     def stopped(self) -> None:
         if self.live:
             self.state, self.ended = "stopped", utc_now()
+
+    @property
+    def is_slurm(self) -> bool:
+        return self.mode == "slurm"
+
+    def submitted(self, job_id: str, depends_on: Optional[str]) -> None:
+        self.slurm_job_id, self.depends_on, self.state = job_id, depends_on, "submitted"
+
+    def failed_to_submit(self, reason: str) -> None:
+        self.state, self.failure, self.ended = "failed to submit", reason, utc_now()
+
+    def slurm_seen(self, state: str, slurm_state: str, reason: str = "", failure: Optional[str] = None) -> None:
+        """What Slurm said: pending (with reason) / running, or how it ended (SLURM_END). A job whose
+        end is already recorded keeps it."""
+        self.slurm_state = slurm_state
+        if not self.live:
+            return
+        if state in SLURM_END:
+            self.state, self.ended, self.failure = SLURM_END[state], utc_now(), failure
+        elif state in ("pending", "running"):
+            self.state, self.reason = state, (reason if state == "pending" else None)
+
+    def cancelled(self) -> None:
+        if self.live:
+            self.state, self.ended = "cancelled", utc_now()
 
 
 @dataclass
@@ -168,6 +201,9 @@ class RunRecord:
     def stopped(self) -> None:
         for j in self.jobs:
             j.stopped()
+
+    def slurm_jobs(self) -> list:
+        return [j for j in self.jobs if j.is_slurm and j.slurm_job_id]
 
     def summary(self) -> str:
         return ", ".join(f"{j.job}: {j.state}" for j in self.jobs) or "-"

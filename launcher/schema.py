@@ -21,6 +21,10 @@ ENV_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 IFACE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._:-]*$"
 # Paths may hold any character but NUL (they are always shell-quoted); `~/` means the host's home.
 PATH_PATTERN = r"^[^\x00]+$"
+# Values written into `#SBATCH` lines (not a shell: one word, no quotes, spaces or backslashes).
+SLURM_TIME_PATTERN = r"^([0-9]+-)?[0-9]+(:[0-9]+){0,2}$|^(UNLIMITED|INFINITE|unlimited|infinite)$"
+CONSTRAINT_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.:*&|\[\]()-]*$"
+SBATCH_ARG_PATTERN = r"^--?[A-Za-z][A-Za-z0-9-]*(=[^\s'\"\\#]+)?$"
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=128)]
 HostPattern = Annotated[str, StringConstraints(pattern=HOST_PATTERN, max_length=256)]
 Address = Annotated[str, StringConstraints(pattern=ADDRESS_PATTERN, max_length=256)]
@@ -29,6 +33,9 @@ ProxyJump = Annotated[str, StringConstraints(pattern=PROXY_PATTERN, max_length=5
 EnvName = Annotated[str, StringConstraints(pattern=ENV_PATTERN, max_length=128)]
 Interface = Annotated[str, StringConstraints(pattern=IFACE_PATTERN, max_length=64)]
 PathStr = Annotated[str, StringConstraints(pattern=PATH_PATTERN, max_length=4096)]
+SlurmTime = Annotated[str, StringConstraints(pattern=SLURM_TIME_PATTERN, max_length=32)]
+Constraint = Annotated[str, StringConstraints(pattern=CONSTRAINT_PATTERN, max_length=512)]
+SbatchArg = Annotated[str, StringConstraints(pattern=SBATCH_ARG_PATTERN, max_length=512)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Policy = Literal["strict", "accept-new"]
 
@@ -102,6 +109,28 @@ class PoprunSpec(Spec):
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARN", "ERR", "OFF"] = "WARN"
 
 
+class SlurmSpec(Spec):
+    """`scheduler: slurm`: what sbatch asks for. Unset keys are left to the cluster's defaults."""
+
+    partition: Optional[Name] = None
+    account: Optional[Name] = None
+    qos: Optional[Name] = None
+    time: Optional[SlurmTime] = None
+    nodes: int = Field(1, ge=1, le=65536)
+    gpus_per_node: Optional[int] = Field(None, ge=1, le=4096)
+    cpus_per_task: Optional[int] = Field(None, ge=1, le=65536)
+    constraint: Optional[Constraint] = None
+    extra_sbatch_args: list[SbatchArg] = []
+    # where `deploy` builds remap: on the submit host, or on a compute node through srun (when the
+    # nodes' architecture or toolchain differs from the login node's)
+    build_on: Literal["submit", "compute"] = "submit"
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _time_text(cls, value):  # `time: 60` (minutes) is an int in YAML
+        return _scalar_to_str(value) if not isinstance(value, bool) else value
+
+
 class EnvValue(Spec):
     value: str
     secret: bool = False
@@ -160,8 +189,10 @@ JobsSpec = create_model(
 class InventorySpec(Spec):
     name: Name
     launcher: Literal["poprun", "torchrun"]
+    scheduler: Literal["ssh", "slurm"] = "ssh"
+    slurm: Optional[SlurmSpec] = None
     ssh: SshSettings = SshSettings()
-    hosts: list[HostSpec] = Field(min_length=1)
+    hosts: Optional[list[HostSpec]] = Field(None, min_length=1)
     controller: Optional[Name] = None
     cluster: Optional[ClusterSpec] = None
     partitions: dict[Name, PartitionSpec] = {}

@@ -10,9 +10,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    if os.environ.get("CI") == "true" and report.skipped and item.get_closest_marker("cluster"):
-        report.outcome = "failed"
-        report.longrepr = f"cluster test skipped in CI (CI=true): {report.longrepr}"
+    if os.environ.get("CI") != "true" or not report.skipped:
+        return
+    for marker in ("cluster", "slurm"):
+        if item.get_closest_marker(marker):
+            report.outcome = "failed"
+            report.longrepr = f"{marker} test skipped in CI (CI=true): {report.longrepr}"
+            return
 
 # The loopback sshd cluster fixtures (cluster, deployed, ...): tests/cluster_fixtures.py
 from cluster_fixtures import cluster, deployed, project_source, runs_dir  # noqa: E402,F401
+# The real Slurm cluster fixture (slurm): tests/slurm_fixtures.py
+from slurm_fixtures import slurm  # noqa: E402,F401

@@ -15,14 +15,17 @@ LAYERS = [
     ["__main__"],
     ["cli"],
     ["cli_hosts", "cli_jobs", "cli_render", "cli_runs"],       # commands: parse, call, print
+    ["cli_slurm"],                                             # status/logs/stop of Slurm runs
     ["options"],
     ["orchestrate", "control"],                                # run a job / pipeline; act on runs
+    ["slurm_orchestrate"],                                     # submit / follow Slurm jobs
+    ["slurm_supervise"],                                       # follow one Slurm job
     ["supervise"],                                             # follow a run, fail fast
-    ["hostops", "artifacts", "deploy", "check"],               # operations on hosts
+    ["hostops", "slurmops", "artifacts", "deploy", "check"],   # operations on hosts
     ["buildshare", "openssh"],                                 # compile once; multiplexed OpenSSH
     ["plan"],                                                  # inventory x job x run -> JobPlan
     ["backends"],
-    ["backends.torchrun", "backends.poprun", "backends.single"],
+    ["backends.torchrun", "backends.poprun", "backends.single", "backends.slurm"],
     ["backends.base"],
     ["runs"],                                                  # typed run records and their store
     ["remote"],                                                # transport: Target, fan-out

@@ -4,7 +4,8 @@ The planner (launcher/plan.py) builds a `JobContext` (the inventory, the job, th
 launch order with the controller first, and how the training program is spelled on each host); a
 backend turns it into a `Launch`: the mode, the rank placement and, for every host where a job script
 starts, a `HostLaunch` (the rendered launch command, the environment and the per-rank logs). The
-job script around the command is the planner's business, the same for every backend.
+job script around the command is the planner's business, the same for every backend, except where a
+backend writes the whole script itself (Slurm's batch script: `HostLaunch.script` and `.files`).
 """
 from __future__ import annotations
 
@@ -51,6 +52,9 @@ class HostLaunch:
     env: dict                     # variables the script exports (no secrets)
     rank_logs: dict               # global rank -> log path ({} when all output goes to the host log)
     command_log: Optional[HostPath] = None   # where the command's own output goes, if not the host log
+    script: Optional[str] = None  # the whole script, when the backend writes it (Slurm: the sbatch script)
+    files: Optional[dict] = None  # its files (run_dir, script_path, log_path, pid_path, exit_path,
+                                  # secrets_path) when they are not the planner's <job>.<host>.* names
 
 
 @dataclass(frozen=True)
