@@ -4,9 +4,8 @@ from __future__ import annotations
 import collections
 
 from rich.markup import escape
-from rich.table import Table
 
-from launcher import remote
+from launcher import layout, remote
 
 CHECKS = ("ssh", "workdir", "venv", "torch", "timm", "compiler", "disk", "launcher", "data", "port")
 
@@ -71,16 +70,20 @@ def run_checks(inv, min_free_gb: float = 2.0, limit: int = remote.DEFAULT_LIMIT,
     return rows, ok
 
 
-def table(rows: dict) -> Table:
-    t = Table(title="preflight", title_justify="left")
-    t.add_column("host", style="bold")
-    for c in CHECKS:
-        t.add_column(c, overflow="fold")
+def grid(rows: dict) -> layout.Grid:
+    """The hosts x checks grid (a table when it fits, one block per host when it does not)."""
+    g = layout.Grid("preflight", ["host", *CHECKS])
     for host, row in rows.items():
         cells = []
         for c in CHECKS:
             ok, text = row[c]
             text = escape(text)
             cells.append("-" if ok is None else (f"[green]✓[/] {text}" if ok else f"[red]✗ {text}[/]"))
-        t.add_row(host, *cells)
-    return t
+        g.add(escape(host), *cells)
+    return g
+
+
+def records(rows: dict, ok: bool) -> dict:
+    """Machine-readable results: {"ok", "hosts": {host: {check: {"ok": true|false|null, "text"}}}}."""
+    return {"ok": ok, "hosts": {host: {c: {"ok": cell[0], "text": cell[1]} for c, cell in row.items()}
+                                for host, row in rows.items()}}

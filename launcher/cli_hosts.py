@@ -1,4 +1,5 @@
 """`mae-launch check | deploy`: look at and prepare every host of an inventory."""
+import json
 import pathlib
 import sys
 
@@ -6,13 +7,14 @@ import click
 
 from launcher import check as check_mod
 from launcher import deploy as deploy_mod
-from launcher import options, remote, report
+from launcher import layout, options, remote, report
 
 
 @click.command()
 @options.inventory_option
 @click.option("--min-free-gb", default=2.0, show_default=True, help="Free disk the workdir needs.")
-def check(inventory_path, min_free_gb):
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
+def check(inventory_path, min_free_gb, as_json):
     """Check every host at once: reachable with a verified host key, workdir writable, venv with the
     same torch and timm everywhere, compiler for remap, free disk, torchrun/poprun, data path,
     rendezvous port free on the controller. Exit status 1 when any check fails.
@@ -22,7 +24,10 @@ def check(inventory_path, min_free_gb):
     con = report.console()
     inv = options.load(inventory_path)
     rows, ok = check_mod.run_checks(inv, min_free_gb=min_free_gb)
-    con.print(check_mod.table(rows))
+    if as_json:
+        click.echo(json.dumps(check_mod.records(rows, ok), indent=1))
+        sys.exit(0 if ok else 1)
+    layout.show(con, check_mod.grid(rows))
     con.print("[green]all checks passed[/]" if ok else "[red]some checks failed[/]")
     sys.exit(0 if ok else 1)
 

@@ -27,7 +27,7 @@ LAYERS = [
     ["runs"],                                                  # typed run records and their store
     ["remote"],                                                # transport: Target, fan-out
     ["ssh"],
-    ["report", "logs"],                                        # what people read
+    ["report", "logs", "layout"],                              # what people read
     ["render", "knownhosts"],
     ["inventory"],
     ["messages"],
