@@ -14,11 +14,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAYERS = [
     ["__main__"],
     ["cli"],
-    ["cli_hosts", "cli_jobs", "cli_render", "cli_runs"],       # commands: parse, call, print
+    ["cli_hosts", "cli_jobs", "cli_render", "cli_runs", "cli_fetch"],  # commands: parse, call, print
     ["options"],
-    ["orchestrate", "control"],                                # run a job / pipeline; act on runs
+    ["orchestrate", "control", "retrieve"],                    # run a job / pipeline; act on runs
     ["supervise"],                                             # follow a run, fail fast
-    ["hostops", "artifacts", "deploy", "check"],               # operations on hosts
+    ["hostops", "artifacts", "deploy", "check", "fetch"],      # operations on hosts
     ["buildshare", "openssh"],                                 # compile once; multiplexed OpenSSH
     ["plan"],                                                  # inventory x job x run -> JobPlan
     ["backends"],
