@@ -2,14 +2,11 @@
 import sys
 
 import click
-from rich.console import Console
-
-from launcher import execute, layout, options, remote, selection
-from launcher.cli import main
+from launcher import execute, layout, options, report, selection
 from launcher.errors import UserError
 
 
-@main.command(name="exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.command(name="exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @options.inventory_option
 @click.option("--host", "hosts", multiple=True, metavar="HOST", help="Only this host (name, range or pattern; repeatable).")
 @click.option("--exclude", "excludes", multiple=True, metavar="HOST", help="Not this host (repeatable).")
@@ -27,9 +24,9 @@ def exec_command(inventory_path, hosts, excludes, no_venv, timeout, command):
     """
     if not command:
         raise UserError("no command: put it after --, e.g. mae-launch exec -- nvidia-smi -L")
-    console = Console(highlight=False, soft_wrap=True)
+    console = report.console()
     inv = options.load(inventory_path)
     chosen = selection.select(inv.hosts, hosts, excludes)
     results = execute.run_everywhere(inv, chosen, list(command), venv=not no_venv, timeout=timeout, console=console)
     layout.show(console, execute.exit_grid(results))
-    sys.exit(remote.exit_status(results))
+    sys.exit(report.exit_status(results))

@@ -14,11 +14,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAYERS = [
     ["__main__"],
     ["cli"],
-    ["cli_hosts", "cli_jobs", "cli_render", "cli_runs", "cli_fetch"],  # commands: parse, call, print
+    ["cli_hosts", "cli_jobs", "cli_render", "cli_runs", "cli_fetch", "cli_exec"],  # commands: parse, call, print
     ["options"],
     ["orchestrate", "control", "retrieve"],                    # run a job / pipeline; act on runs
     ["supervise"],                                             # follow a run, fail fast
-    ["hostops", "artifacts", "deploy", "check", "fetch"],      # operations on hosts
+    ["hostops", "artifacts", "deploy", "check", "fetch", "execute"],      # operations on hosts
     ["buildshare", "openssh"],                                 # compile once; multiplexed OpenSSH
     ["plan"],                                                  # inventory x job x run -> JobPlan
     ["backends"],
@@ -29,7 +29,7 @@ LAYERS = [
     ["ssh"],
     ["report", "logs", "layout"],                              # what people read
     ["render", "knownhosts"],
-    ["inventory"],
+    ["inventory", "selection"],
     ["messages"],
     ["schema", "yamlfile"],
     ["jobs", "paths", "hostrange", "errors"],                  # pure data and small types

@@ -57,7 +57,8 @@ def test_runs_command_at_narrow_widths_and_json(tmp_path, monkeypatch, columns):
     from launcher.options import load
 
     monkeypatch.setenv("MAE_LAUNCH_RUNS_DIR", str(tmp_path))
-    runs.Run.create(RUN_ID, load("inventories/local.yml"), ["mae-launch", "pretrain"])
+    inv = load("inventories/local.yml")
+    runs.RunStore().create(runs.RunRecord.new(RUN_ID, inv, ["mae-launch", "pretrain"]), inv.snapshot())
     p = run_cli(["runs"], env_extra={"COLUMNS": columns}, check=0)
     assert any(RUN_ID in line for line in p.stdout.splitlines()), p.stdout
     assert "…" not in p.stdout
