@@ -5,9 +5,9 @@ import collections
 
 from rich.markup import escape
 
-from launcher import layout, remote
+from launcher import layout, provision, remote
 
-CHECKS = ("ssh", "workdir", "venv", "torch", "timm", "compiler", "disk", "launcher", "data", "port")
+CHECKS = ("ssh", "workdir", "setup", "venv", "torch", "timm", "compiler", "disk", "launcher", "data", "port")
 
 
 def run_checks(inv, min_free_gb: float = 2.0, limit: int = remote.DEFAULT_LIMIT, timeout: float = 120):
@@ -41,6 +41,7 @@ def run_checks(inv, min_free_gb: float = 2.0, limit: int = remote.DEFAULT_LIMIT,
         kv = r.value
         row["ssh"] = (True, "local" if inv.host(r.host).connection == "local" else "key verified")
         row["workdir"] = (kv.get("workdir") == "ok", kv.get("workdir", "?"))
+        row["setup"] = setup_state(inv, inv.host(r.host), kv)
         if "venv" in kv:
             row["venv"] = (kv["venv"] == "ok", kv["venv"])
         for k in ("torch", "timm"):
@@ -70,6 +71,17 @@ def run_checks(inv, min_free_gb: float = 2.0, limit: int = remote.DEFAULT_LIMIT,
     return rows, ok
 
 
+def setup_state(inv, host, kv: dict) -> tuple:
+    """Whether `mae-launch setup` is up to date on the host (a failure only when the inventory has
+    `setup:` commands or the host was set up before; otherwise a note)."""
+    recorded = kv.get("setup_hash", "")
+    if recorded and recorded == provision.expected_hash(inv, host, kv.get("base_python", "")):
+        return True, "up to date"
+    if recorded:
+        return False, "needs setup (changed since the last one)"
+    return (False if inv.spec.setup else None), "needs setup (never run)"
+
+
 def grid(rows: dict) -> layout.Grid:
     """The hosts x checks grid (a table when it fits, one block per host when it does not)."""
     g = layout.Grid("preflight", ["host", *CHECKS])
@@ -78,7 +90,10 @@ def grid(rows: dict) -> layout.Grid:
         for c in CHECKS:
             ok, text = row[c]
             text = escape(text)
-            cells.append("-" if ok is None else (f"[green]✓[/] {text}" if ok else f"[red]✗ {text}[/]"))
+            if ok is None:
+                cells.append(f"[dim]{text}[/]" if text else "-")
+            else:
+                cells.append(f"[green]✓[/] {text}" if ok else f"[red]✗ {text}[/]")
         g.add(escape(host), *cells)
     return g
 

@@ -8,6 +8,8 @@ import click
 from launcher import check as check_mod
 from launcher import deploy as deploy_mod
 from launcher import layout, options, remote, report
+from launcher import setup as setup_mod
+from launcher.inventory import PACKAGE_ROOT
 
 
 @click.command()
@@ -51,3 +53,29 @@ def deploy(inventory_path, force, no_build, parallel, source):
     kwargs = {"root": pathlib.Path(source)} if source else {}
     results = deploy_mod.deploy(inv, force=force, build=not no_build, limit=parallel, console=con, **kwargs)
     sys.exit(report.print_results(con, f"deploy to {len(results)} host(s)", "deploy", results))
+
+
+@click.command(name="setup")
+@options.inventory_option
+@click.option("--force", is_flag=True, help="Run everything again even where the recorded setup hash matches.")
+@click.option("--wheelhouse", is_flag=True,
+              help="Download the wheels once here (into --wheel-dir) and sync them to the hosts, for hosts "
+                   "without a package index; they must run the same Python version and platform as this machine.")
+@click.option("--wheel-dir", type=click.Path(file_okay=False), default=str(PACKAGE_ROOT / "wheelhouse"),
+              show_default=True, metavar="DIR", help="Where --wheelhouse keeps the downloaded wheels.")
+@click.option("--parallel", default=remote.DEFAULT_LIMIT, show_default=True, metavar="N",
+              help="Hosts worked on at once.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=3600, show_default=True, metavar="SECONDS",
+              help="Longest a host may take.")
+def setup(inventory_path, force, wheelhouse, wheel_dir, parallel, timeout):
+    """Set every host up: run the inventory's `setup:` commands, then create or refresh the venv
+    (paths.venv) with the pinned requirements (paths.requirements, default the project's). A host
+    whose recorded setup matches is left alone. All or nothing: any failing host fails the command.
+
+    Example: mae-launch setup -i inventories/gpu-cluster.yml
+    """
+    con = report.console()
+    inv = options.load(inventory_path)
+    results = setup_mod.setup(inv, force=force, wheelhouse=pathlib.Path(wheel_dir) if wheelhouse else None,
+                              limit=parallel, timeout=timeout, console=con)
+    sys.exit(report.print_results(con, f"setup of {len(results)} host(s)", "setup", results))

@@ -18,9 +18,9 @@ LAYERS = [
     ["options"],
     ["orchestrate", "control", "retrieve"],                    # run a job / pipeline; act on runs
     ["supervise"],                                             # follow a run, fail fast
-    ["hostops", "artifacts", "deploy", "check", "fetch", "execute"],      # operations on hosts
+    ["hostops", "artifacts", "deploy", "check", "fetch", "execute", "setup"],      # operations on hosts
     ["buildshare", "openssh"],                                 # compile once; multiplexed OpenSSH
-    ["plan"],                                                  # inventory x job x run -> JobPlan
+    ["plan", "provision"],                                     # inventory x job x run -> JobPlan
     ["backends"],
     ["backends.torchrun", "backends.poprun", "backends.single"],
     ["backends.base"],
