@@ -42,7 +42,7 @@ def main():
 COMMANDS = [
     cli_hosts.check, cli_hosts.setup, cli_hosts.deploy, cli_exec.exec_command, cli_render.render,
     *cli_jobs.JOB_COMMANDS, cli_jobs.pipeline,
-    cli_runs.runs_command, cli_runs.status, cli_runs.logs, cli_runs.stop,
+    cli_runs.runs_command, cli_runs.status, cli_runs.logs, cli_runs.stop, cli_runs.clean,
     cli_fetch.fetch_command, cli_fetch.tensorboard_command,
 ]
 for _command in COMMANDS:

@@ -5,7 +5,9 @@ import sys
 import click
 from rich.markup import escape
 
+from launcher import clean as clean_mod
 from launcher import control, layout, report
+from launcher.errors import UserError
 from launcher.logs import LogPrinter
 from launcher.runs import RunStore, to_json
 
@@ -117,3 +119,34 @@ def stop(run_id, grace):
     run, results = control.stop(run_id, grace)
     sys.exit(report.print_results(report.console(), f"stop {run.id}", "stop", results, lambda r: (
         f"SIGTERM {r.value['term'] or '-'}; SIGKILL {r.value['kill'] or '-'}; nothing left")))
+
+
+@click.command()
+@click.argument("run_ids", metavar="[RUN]...", nargs=-1)
+@click.option("--older-than", "age", default=None, metavar="AGE", help="Every run created more than AGE ago (7d, 12h, 2w).")
+@click.option("--outputs", is_flag=True, help="Remove the runs' outputs (checkpoints, metrics) on the hosts too, "
+              "after listing them.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask before removing outputs.")
+def clean(run_ids, age, outputs, yes):
+    """Remove finished runs: the record here and the run directories on the hosts (job scripts and
+    logs); with --outputs their output folders too. A run with a live process is never touched.
+
+    Example: mae-launch clean --older-than 7d
+    """
+    if bool(run_ids) == bool(age):
+        raise UserError("name the runs to clean, or pass --older-than AGE (not both)")
+    ids = list(run_ids) if run_ids else clean_mod.older_than(RunStore(), clean_mod.parse_age(age))
+    con = report.console()
+    if not ids:
+        con.print(f"no run older than {age}")
+        sys.exit(0)
+
+    def confirm(listing: str) -> bool:
+        con.print(listing, markup=False)
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            raise UserError("--outputs removes the files listed above: pass --yes to confirm")
+        return click.confirm("remove them?", default=False)
+
+    sys.exit(control.clean(con, ids, outputs, confirm))

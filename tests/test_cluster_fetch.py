@@ -1,4 +1,4 @@
-"""fetch and tensorboard on a real 3-host run; status/runs/check for people (narrow terminals) and
+"""fetch, tensorboard and clean on real 3-host runs; status/runs/check for people (narrow terminals) and
 scripts (--json); failures: a host down, a fetch interrupted and resumed."""
 import hashlib
 import json
@@ -126,3 +126,43 @@ def test_json_records(cluster, finished_run):
     assert p.returncode == 1 and ck["ok"] is False
     assert ck["hosts"]["host1"]["ssh"]["ok"] is False and "unreachable" in ck["hosts"]["host1"]["ssh"]["text"]
     assert ck["hosts"]["host0"]["ssh"] == {"ok": True, "text": "key verified"}
+
+
+def test_clean_keeps_live_runs_and_removes_finished_ones(cluster, finished_run):
+    env, runs = finished_run["env"], finished_run["runs"]
+    live = f"live-{secrets.token_hex(3)}"
+    long_args = ["--generated_data", "true", "--generated_size", "4800", "--epochs", "50", "--batch_size", "16",
+                 "--print_freq", "1", "--num_workers", "0", "--warmup_epochs", "0"]
+    inv = cluster.write_inventory(finished_run["tmp"] / "long.yml", jobs=tiny_jobs(long_args))
+    run_cli(["pretrain", "-i", inv, "--run-id", live, "--detach"], env_extra=env, timeout=120, check=0)
+    run_dir = cluster.hosts[0].workdir / "runs" / live
+    try:
+        assert wait_for(lambda: "Training Epoch" in _text(run_dir / "pretrain.rank0.log"), 180)
+        p = run_cli(["clean", live], env_extra=env, timeout=120)
+        assert p.returncode == 1 and "still running on host0, host1, host2" in p.stdout, p.stdout + p.stderr
+        assert run_dir.is_dir() and (runs / live / "run.json").is_file()
+    finally:
+        run_cli(["stop", live], env_extra=env, timeout=120, check=0)
+    out = cluster.hosts[0].workdir / "output" / RID / "pretrain"
+    cluster.hosts[2].stop()  # a host that does not answer: nothing of the run is removed
+    try:
+        p = run_cli(["clean", RID], env_extra=env, timeout=120)
+    finally:
+        cluster.hosts[2].start()
+        cluster.hosts[2].wait_ready()
+    assert p.returncode == 1 and "host2 did not answer" in p.stdout and (runs / RID / "run.json").is_file()
+    p = run_cli(["clean", RID, live, "--outputs"], env_extra=env, timeout=120, check=2)  # no tty, no --yes
+    assert "pass --yes" in p.stderr and out.is_dir()
+    p = run_cli(["clean", "--older-than", "0s", "--outputs", "--yes"], env_extra=env, timeout=180, check=0)
+    assert f"host0:{out}" in p.stdout and f"removed run {RID}" in p.stdout and f"removed run {live}" in p.stdout
+    assert not out.exists() and not (cluster.hosts[0].workdir / "output" / RID).exists()
+    for h in cluster.hosts:
+        assert not (h.workdir / "runs" / RID).exists() and not (h.workdir / "runs" / live).exists()
+    assert not (runs / RID).exists() and run_cli(["runs", "--json"], env_extra=env, check=0).stdout.strip() == "[]"
+
+
+def _text(path):
+    try:
+        return path.read_text()
+    except OSError:
+        return ""

@@ -18,7 +18,7 @@ LAYERS = [
     ["options"],
     ["orchestrate", "control", "retrieve"],                    # run a job / pipeline; act on runs
     ["supervise"],                                             # follow a run, fail fast
-    ["hostops", "artifacts", "deploy", "check", "fetch", "execute", "setup"],      # operations on hosts
+    ["hostops", "artifacts", "deploy", "check", "fetch", "execute", "setup", "clean"],      # operations on hosts
     ["buildshare", "openssh"],                                 # compile once; multiplexed OpenSSH
     ["plan", "provision"],                                     # inventory x job x run -> JobPlan
     ["backends"],
