@@ -29,8 +29,8 @@ LAYERS = [
     ["ssh"],
     ["report", "logs", "layout"],                              # what people read
     ["render", "knownhosts"],
-    ["inventory", "selection"],
-    ["messages"],
+    ["inventory"],
+    ["messages", "selection"],
     ["schema", "yamlfile"],
     ["jobs", "paths", "hostrange", "errors"],                  # pure data and small types
 ]
