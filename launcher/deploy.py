@@ -22,7 +22,7 @@ from launcher.paths import HostPath
 
 MARKER = ".mae-launch-deploy"
 # Never synced, whatever .gitignore says: secrets, outputs, environments, caches, local builds.
-DENY = [".git/", ".env", ".env.*", "*.pem", "*.key", "id_*", "/runs/", "/output/", "/data/", "/wheelhouse/", ".venv/",
+DENY = [".git", ".env", ".env.*", "*.pem", "*.key", "id_*", "/runs/", "/output/", "/data/", "/wheelhouse/", ".venv/",
         "venv/", "/.cluster/", "__pycache__/", "*.pyc", ".pytest_cache/", ".hypothesis/", MARKER,
         MARKER + ".tmp", "remap/build/", "remap/*.so", "remap/*.o"]
 

@@ -15,6 +15,7 @@ import dataclasses
 import pathlib
 import re
 import subprocess
+import tempfile
 from typing import Callable
 
 from launcher import remote
@@ -81,20 +82,18 @@ _PROGRESS = re.compile(rb"([\d,]+)\s+(\d+)%")
 def pull(t: Transfer, progress: Callable[[str, int, int], None] | None = None, bwlimit: int | None = None) -> str:
     """Run one transfer; `progress(host, bytes, percent)` as rsync reports it. Returns a summary."""
     t.dest.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.Popen(rsync_argv(t, bwlimit), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     done = percent = 0
-    buf = b""
-    while True:
-        chunk = proc.stdout.read1(4096) if hasattr(proc.stdout, "read1") else proc.stdout.read(4096)
-        if not chunk:
-            break
-        buf = (buf + chunk)[-4096:]
-        for m in _PROGRESS.finditer(chunk):
-            done, percent = int(m.group(1).replace(b",", b"")), int(m.group(2))
-            if progress:
-                progress(t.host.name, done, percent)
-    err = proc.stderr.read().decode(errors="replace")
-    rc = proc.wait()
+    with tempfile.TemporaryFile() as errfile:  # a file, not a pipe: a chatty stderr cannot block rsync
+        proc = subprocess.Popen(rsync_argv(t, bwlimit), stdout=subprocess.PIPE, stderr=errfile,
+                                stdin=subprocess.DEVNULL)
+        while chunk := proc.stdout.read1(4096):
+            for m in _PROGRESS.finditer(chunk):
+                done, percent = int(m.group(1).replace(b",", b"")), int(m.group(2))
+                if progress:
+                    progress(t.host.name, done, percent)
+        rc = proc.wait()
+        errfile.seek(0)
+        err = errfile.read().decode(errors="replace")
     if rc == 23 and "No such file or directory" in err and "change_dir" in err:
         if t.optional:
             if not any(t.dest.iterdir()):
