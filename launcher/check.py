@@ -4,11 +4,10 @@ from __future__ import annotations
 import collections
 
 from rich.markup import escape
-from rich.table import Table
 
-from launcher import remote
+from launcher import layout, provision, remote
 
-CHECKS = ("ssh", "workdir", "venv", "torch", "timm", "compiler", "disk", "launcher", "data", "port")
+CHECKS = ("ssh", "workdir", "setup", "venv", "torch", "timm", "compiler", "disk", "launcher", "data", "port")
 
 
 def run_checks(inv, min_free_gb: float = 2.0, limit: int = remote.DEFAULT_LIMIT, timeout: float = 120):
@@ -42,6 +41,7 @@ def run_checks(inv, min_free_gb: float = 2.0, limit: int = remote.DEFAULT_LIMIT,
         kv = r.value
         row["ssh"] = (True, "local" if inv.host(r.host).connection == "local" else "key verified")
         row["workdir"] = (kv.get("workdir") == "ok", kv.get("workdir", "?"))
+        row["setup"] = setup_state(inv, inv.host(r.host), kv)
         if "venv" in kv:
             row["venv"] = (kv["venv"] == "ok", kv["venv"])
         for k in ("torch", "timm"):
@@ -71,16 +71,34 @@ def run_checks(inv, min_free_gb: float = 2.0, limit: int = remote.DEFAULT_LIMIT,
     return rows, ok
 
 
-def table(rows: dict) -> Table:
-    t = Table(title="preflight", title_justify="left")
-    t.add_column("host", style="bold")
-    for c in CHECKS:
-        t.add_column(c, overflow="fold")
+def setup_state(inv, host, kv: dict) -> tuple:
+    """Whether `mae-launch setup` is up to date on the host (a failure only when the inventory has
+    `setup:` commands or the host was set up before; otherwise a note)."""
+    recorded = kv.get("setup_hash", "")
+    if recorded and recorded == provision.expected_hash(inv, host, kv.get("base_python", "")):
+        return True, "up to date"
+    if recorded:
+        return False, "needs setup (changed since the last one)"
+    return (False if inv.spec.setup else None), "needs setup (never run)"
+
+
+def grid(rows: dict) -> layout.Grid:
+    """The hosts x checks grid (a table when it fits, one block per host when it does not)."""
+    g = layout.Grid("preflight", ["host", *CHECKS])
     for host, row in rows.items():
         cells = []
         for c in CHECKS:
             ok, text = row[c]
             text = escape(text)
-            cells.append("-" if ok is None else (f"[green]✓[/] {text}" if ok else f"[red]✗ {text}[/]"))
-        t.add_row(host, *cells)
-    return t
+            if ok is None:
+                cells.append(f"[dim]{text}[/]" if text else "-")
+            else:
+                cells.append(f"[green]✓[/] {text}" if ok else f"[red]✗ {text}[/]")
+        g.add(escape(host), *cells)
+    return g
+
+
+def records(rows: dict, ok: bool) -> dict:
+    """Machine-readable results: {"ok", "hosts": {host: {check: {"ok": true|false|null, "text"}}}}."""
+    return {"ok": ok, "hosts": {host: {c: {"ok": cell[0], "text": cell[1]} for c, cell in row.items()}
+                                for host, row in rows.items()}}

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from launcher import cli_hosts, cli_jobs, cli_render, cli_runs
+from launcher import cli_exec, cli_fetch, cli_hosts, cli_jobs, cli_render, cli_runs
 from launcher.errors import UserError
 
 try:
@@ -40,9 +40,10 @@ def main():
 
 
 COMMANDS = [
-    cli_hosts.check, cli_hosts.deploy, cli_render.render,
+    cli_hosts.check, cli_hosts.setup, cli_hosts.deploy, cli_exec.exec_command, cli_render.render,
     *cli_jobs.JOB_COMMANDS, cli_jobs.pipeline,
-    cli_runs.runs_command, cli_runs.status, cli_runs.logs, cli_runs.stop,
+    cli_runs.runs_command, cli_runs.status, cli_runs.logs, cli_runs.stop, cli_runs.clean,
+    cli_fetch.fetch_command, cli_fetch.tensorboard_command,
 ]
 for _command in COMMANDS:
     main.add_command(_command)

@@ -1,4 +1,5 @@
 """`mae-launch check | deploy`: look at and prepare every host of an inventory."""
+import json
 import pathlib
 import sys
 
@@ -6,13 +7,16 @@ import click
 
 from launcher import check as check_mod
 from launcher import deploy as deploy_mod
-from launcher import options, remote, report
+from launcher import layout, options, remote, report
+from launcher import setup as setup_mod
+from launcher.inventory import PACKAGE_ROOT
 
 
 @click.command()
 @options.inventory_option
 @click.option("--min-free-gb", default=2.0, show_default=True, help="Free disk the workdir needs.")
-def check(inventory_path, min_free_gb):
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
+def check(inventory_path, min_free_gb, as_json):
     """Check every host at once: reachable with a verified host key, workdir writable, venv with the
     same torch and timm everywhere, compiler for remap, free disk, torchrun/poprun, data path,
     rendezvous port free on the controller. Exit status 1 when any check fails.
@@ -22,7 +26,10 @@ def check(inventory_path, min_free_gb):
     con = report.console()
     inv = options.load(inventory_path)
     rows, ok = check_mod.run_checks(inv, min_free_gb=min_free_gb)
-    con.print(check_mod.table(rows))
+    if as_json:
+        click.echo(json.dumps(check_mod.records(rows, ok), indent=1))
+        sys.exit(0 if ok else 1)
+    layout.show(con, check_mod.grid(rows))
     con.print("[green]all checks passed[/]" if ok else "[red]some checks failed[/]")
     sys.exit(0 if ok else 1)
 
@@ -46,3 +53,29 @@ def deploy(inventory_path, force, no_build, parallel, source):
     kwargs = {"root": pathlib.Path(source)} if source else {}
     results = deploy_mod.deploy(inv, force=force, build=not no_build, limit=parallel, console=con, **kwargs)
     sys.exit(report.print_results(con, f"deploy to {len(results)} host(s)", "deploy", results))
+
+
+@click.command(name="setup")
+@options.inventory_option
+@click.option("--force", is_flag=True, help="Run everything again even where the recorded setup hash matches.")
+@click.option("--wheelhouse", is_flag=True,
+              help="Download the wheels once here (into --wheel-dir) and sync them to the hosts, for hosts "
+                   "without a package index; they must run the same Python version and platform as this machine.")
+@click.option("--wheel-dir", type=click.Path(file_okay=False), default=str(PACKAGE_ROOT / "wheelhouse"),
+              show_default=True, metavar="DIR", help="Where --wheelhouse keeps the downloaded wheels.")
+@click.option("--parallel", default=remote.DEFAULT_LIMIT, show_default=True, metavar="N",
+              help="Hosts worked on at once.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=3600, show_default=True, metavar="SECONDS",
+              help="Longest a host may take.")
+def setup(inventory_path, force, wheelhouse, wheel_dir, parallel, timeout):
+    """Set every host up: run the inventory's `setup:` commands, then create or refresh the venv
+    (paths.venv) with the pinned requirements (paths.requirements, default the project's). A host
+    whose recorded setup matches is left alone. All or nothing: any failing host fails the command.
+
+    Example: mae-launch setup -i inventories/gpu-cluster.yml
+    """
+    con = report.console()
+    inv = options.load(inventory_path)
+    results = setup_mod.setup(inv, force=force, wheelhouse=pathlib.Path(wheel_dir) if wheelhouse else None,
+                              limit=parallel, timeout=timeout, console=con)
+    sys.exit(report.print_results(con, f"setup of {len(results)} host(s)", "setup", results))

@@ -23,14 +23,16 @@ def _common(func):
         click.option("--detach", is_flag=True, help="Start and return at once; follow later with `logs --follow`."),
         click.option("--poll", type=click.FloatRange(0.05, 60), default=0.5, show_default=True, metavar="S",
                      help="Seconds between looks at the hosts while following."),
+        options.adjust_options,
     ]):
         func = deco(func)
     return func
 
 
 def _job_command(job: str) -> click.Command:
-    def command(inventory_path, run_id, detach, poll, resume, from_run=None, checkpoint=None):
-        inv = options.load(inventory_path)
+    def command(inventory_path, run_id, detach, poll, hosts, excludes, envs, program_args, resume, from_run=None,
+                checkpoint=None):
+        inv = options.load_adjusted(inventory_path, hosts, excludes, envs, program_args, jobs=(job,))
         sys.exit(orchestrate.run_job(report.console(), inv, job, run_id=run_id, detach=detach, poll=poll,
                                      resume=resume, from_run=from_run, checkpoint=checkpoint, argv=tuple(sys.argv)))
 
@@ -50,7 +52,7 @@ JOB_COMMANDS = [_job_command(job) for job in JOB_KINDS]
 
 @click.command()
 @_common
-def pipeline(inventory_path, run_id, detach, poll):
+def pipeline(inventory_path, run_id, detach, poll, hosts, excludes, envs, program_args):
     """Run pretrain -> finetune -> validate as one run; each stage starts only when the one before
     succeeded and left its checkpoint, and gets that checkpoint. Prints the final top-1.
 
@@ -59,6 +61,6 @@ def pipeline(inventory_path, run_id, detach, poll):
 
     Example: mae-launch pipeline            (this machine, digits)
     """
-    inv = options.load(inventory_path)
+    inv = options.load_adjusted(inventory_path, hosts, excludes, envs, program_args, jobs=JOB_KINDS)
     sys.exit(orchestrate.run_pipeline(report.console(), inv, run_id=run_id, poll=poll, argv=tuple(sys.argv),
                                       detach=detach))

@@ -11,12 +11,9 @@ import hashlib
 import os
 import pathlib
 import subprocess
-import threading
-import time
 
 from rich.console import Console
 from rich.live import Live
-from rich.table import Table
 
 from launcher import buildshare, remote, report
 from launcher.inventory import PACKAGE_ROOT
@@ -25,7 +22,7 @@ from launcher.paths import HostPath
 
 MARKER = ".mae-launch-deploy"
 # Never synced, whatever .gitignore says: secrets, outputs, environments, caches, local builds.
-DENY = [".git/", ".env", ".env.*", "*.pem", "*.key", "id_*", "/runs/", "/output/", "/data/", ".venv/",
+DENY = [".git", ".env", ".env.*", "*.pem", "*.key", "id_*", "/runs/", "/output/", "/data/", "/wheelhouse/", ".venv/",
         "venv/", "/.cluster/", "/.slurm/", "__pycache__/", "*.pyc", ".pytest_cache/", ".hypothesis/", MARKER,
         MARKER + ".tmp", "remap/build/", "remap/*.so", "remap/*.o"]
 
@@ -71,35 +68,10 @@ def _same_dir(a, b) -> bool:
         return False
 
 
-class Progress:
-    """Live per-host phase table (rich); plain when not on a terminal."""
-
-    def __init__(self, hosts, console: Console):
-        self.state = {h.name: ("waiting", time.monotonic()) for h in hosts}
-        self.start = {h.name: time.monotonic() for h in hosts}
-        self.lock = threading.Lock()
-        self.console = console
-
-    def set(self, host: str, phase: str) -> None:
-        with self.lock:
-            self.state[host] = (phase, time.monotonic())
-
-    def __rich__(self) -> Table:
-        table = Table(title="deploy", title_justify="left")
-        table.add_column("host", style="bold")
-        table.add_column("phase")
-        table.add_column("s", justify="right")
-        with self.lock:
-            for name, (phase, _) in self.state.items():
-                colour = "green" if phase in ("done", "unchanged") else "red" if phase.startswith("failed") else "yellow"
-                table.add_row(name, f"[{colour}]{phase}[/]", f"{time.monotonic() - self.start[name]:.1f}")
-        return table
-
-
 class _Deploy:
     """One deploy: the tree sent, its hashes, the per-host steps (each takes one host's Target)."""
 
-    def __init__(self, inv, root: pathlib.Path, force: bool, timeout, progress: Progress):
+    def __init__(self, inv, root: pathlib.Path, force: bool, timeout, progress: report.Progress):
         self.inv, self.root, self.force, self.timeout, self.progress = inv, root, force, timeout, progress
         names = file_list(root)
         self.digest = content_hash(root, names)
@@ -156,7 +128,7 @@ class _Deploy:
                        incoming=incoming, hash=self.digest, marker=MARKER)
 
 
-def _guarded(progress: Progress, fn):
+def _guarded(progress: report.Progress, fn):
     def run(t, *args):
         try:
             return fn(t, *args)
@@ -173,7 +145,7 @@ def deploy(inv, *, root: pathlib.Path = PACKAGE_ROOT, force: bool = False, build
     'deployed (built remap)', 'deployed (remap from HOST)' or 'deployed (remap unchanged)'). SSH hosts share one OpenSSH connection
     per host for every step; hosts with the same build key share one remap build (launcher/buildshare.py)."""
     console = console or report.console()
-    progress = Progress(inv.hosts, console)
+    progress = report.Progress(inv.hosts, console)
     job = _Deploy(inv, pathlib.Path(root).resolve(), force, timeout, progress)
     with Multiplexer() as mux, Live(progress, console=console, refresh_per_second=4, transient=False):
         ts = {h.name: mux.target(h) for h in inv.hosts}

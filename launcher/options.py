@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from launcher.errors import UserError
-from launcher.inventory import PACKAGE_ROOT, load_inventory
+from launcher.inventory import PACKAGE_ROOT, adjust, load_inventory
 
 DEFAULT_INVENTORY = "inventories/local.yml"
 
@@ -35,3 +35,22 @@ def inventory_option(func):
 def load(inventory_path: str):
     """Resolve and load the inventory named by --inventory."""
     return load_inventory(resolve_inventory_path(inventory_path))
+
+
+def adjust_options(func):
+    """`--host/--exclude` (a subset of the hosts), `--env K=V` and `-- ARGS...` (program arguments)."""
+    for deco in reversed([
+        click.option("--host", "hosts", multiple=True, metavar="HOST",
+                     help="Run on this host only (name, range or pattern; repeatable): ranks are recomputed."),
+        click.option("--exclude", "excludes", multiple=True, metavar="HOST", help="Leave this host out (repeatable)."),
+        click.option("--env", "envs", multiple=True, metavar="K=V",
+                     help="Extra environment variable for the job (repeatable; secrets only from the inventory)."),
+        click.argument("program_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ARGS...]"),
+    ]):
+        func = deco(func)
+    return func
+
+
+def load_adjusted(inventory_path: str, hosts=(), excludes=(), envs=(), program_args=(), jobs=()):
+    """The inventory named by --inventory, with the launch adjustments applied (and validated)."""
+    return adjust(load(inventory_path), hosts, excludes, envs, program_args, jobs)

@@ -5,6 +5,8 @@ sentences and exit statuses. Nothing here touches a host.
 """
 from __future__ import annotations
 
+import threading
+import time
 from typing import Callable
 
 from rich.console import Console
@@ -85,3 +87,29 @@ def print_failure(con: Console, outcome, run_id: str = "") -> None:
     con.print(f"stopped the run on {', '.join(good) or 'no host'}{took}; [red]could not confirm the "
               f"stop on {', '.join(bad)}[/]: run `mae-launch stop{' ' + run_id if run_id else ''}` "
               "when it answers again")
+
+
+class Progress:
+    """Live per-host phase table (rich); plain when not on a terminal."""
+
+    def __init__(self, hosts, console: Console, title: str = "deploy"):
+        self.title = title
+        self.state = {h.name: ("waiting", time.monotonic()) for h in hosts}
+        self.start = {h.name: time.monotonic() for h in hosts}
+        self.lock = threading.Lock()
+        self.console = console
+
+    def set(self, host: str, phase: str) -> None:
+        with self.lock:
+            self.state[host] = (phase, time.monotonic())
+
+    def __rich__(self) -> Table:
+        table = Table(title=self.title, title_justify="left")
+        table.add_column("host", style="bold")
+        table.add_column("phase")
+        table.add_column("s", justify="right")
+        with self.lock:
+            for name, (phase, _) in self.state.items():
+                colour = "green" if phase in ("done", "unchanged") else "red" if phase.startswith("failed") else "yellow"
+                table.add_row(name, f"[{colour}]{phase}[/]", f"{time.monotonic() - self.start[name]:.1f}")
+        return table

@@ -57,12 +57,13 @@ class HostRecord:
     exit_path: HostPath
     rank_logs: dict                 # global rank (int) -> log path
     pgid: Optional[int] = None
+    output_dir: Optional[HostPath] = None   # the job's output folder as seen on this host
 
     @classmethod
     def from_plan(cls, hp) -> "HostRecord":
         return cls(name=hp.host.name, ranks=list(hp.ranks), run_dir=hp.run_dir, script_path=hp.script_path,
                    log_path=hp.log_path, pid_path=hp.pid_path, exit_path=hp.exit_path,
-                   rank_logs=dict(hp.rank_logs))
+                   rank_logs=dict(hp.rank_logs), output_dir=hp.output_dir)
 
     def log_files(self) -> list[tuple[str, str, HostPath]]:
         """(key, label, path) of this host's logs: the host log, then one per rank."""
@@ -222,8 +223,9 @@ def to_json(run: RunRecord) -> dict:
 
 def _host_record(data: dict) -> HostRecord:
     paths = {k: HostPath(data[k]) for k in ("run_dir", "script_path", "log_path", "pid_path", "exit_path")}
+    out = HostPath(data["output_dir"]) if data.get("output_dir") else None
     return HostRecord(name=data["name"], ranks=[int(r) for r in data["ranks"]], pgid=data.get("pgid"),
-                      rank_logs={int(r): HostPath(p) for r, p in data["rank_logs"].items()}, **paths)
+                      rank_logs={int(r): HostPath(p) for r, p in data["rank_logs"].items()}, output_dir=out, **paths)
 
 
 def from_json(data: dict) -> RunRecord:

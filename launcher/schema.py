@@ -96,6 +96,7 @@ class PathsSpec(Spec):
     data: Optional[PathStr] = None
     output: PathStr = "output"
     executable_cache: Optional[PathStr] = None
+    requirements: Optional[PathStr] = None   # requirements file here for `setup` (default: the project's pins)
 
 
 class NetworkSpec(Spec):
@@ -200,6 +201,7 @@ class InventorySpec(Spec):
     network: NetworkSpec = NetworkSpec()
     poprun: PoprunSpec = PoprunSpec()
     env: dict[EnvName, EnvValue] = {}
+    setup: list[Annotated[str, StringConstraints(pattern=PATH_PATTERN, max_length=8192)]] = []
     jobs: JobsSpec
 
     @field_validator("hosts", mode="before")

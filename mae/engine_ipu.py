@@ -60,7 +60,7 @@ def run(cfg, hooks=None) -> dict:
         print(f"pretrain {cfg.model} on IPU: {cfg.replica} replica(s) x {cfg.ipus_per_replica} IPU(s), "
               f"{info.world_size} instance(s), effective batch {optim.effective_batch(cfg, info.world_size)}, "
               f"lr {lr:.3e}, {steps} steps/epoch, output {output_dir}", flush=True)
-    jsonl = metrics.JsonlWriter(output_dir / "metrics.jsonl") if info.is_main else None
+    jsonl = metrics.Tracker(output_dir, "pretrain", cfg) if info.is_main else None
     stats: dict = {}
     try:
         for epoch in range(start_epoch, cfg.epochs):

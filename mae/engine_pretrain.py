@@ -269,7 +269,7 @@ def _run(cfg, info, hooks) -> dict:
         dist.barrier(info)
         return {}
 
-    jsonl = metrics.JsonlWriter(output_dir / "metrics.jsonl") if info.is_main else None
+    jsonl = metrics.Tracker(output_dir, "pretrain", cfg) if info.is_main else None
     stats: dict = {}
     t0 = time.perf_counter()
     try:

@@ -151,7 +151,7 @@ def _run(cfg, info) -> dict:
     from torch.utils.data import DataLoader
 
     from mae import checkpoint, config, dist, engine_finetune, lr_decay, optim
-    from mae.metrics import JsonlWriter
+    from mae.metrics import Tracker
 
     if info.device_type == "ipu":
         raise DeviceError("finetuning runs on cpu or cuda in this package; pass --device cpu, cuda or auto")
@@ -207,7 +207,7 @@ def _run(cfg, info) -> dict:
     if len(loader) == 0:
         raise DataError(f"{cfg.data_path}/train has {len(train_set)} images: fewer than one batch of "
                         f"{cfg.batch_size} per process; lower --batch_size")
-    writer = JsonlWriter(out / "metrics.jsonl") if info.is_main else None
+    writer = Tracker(out, "finetune", cfg) if info.is_main else None
     log = writer.write if writer else None
     eff = optim.effective_batch(cfg, info.world_size)
     if info.is_main:
@@ -222,6 +222,7 @@ def _run(cfg, info) -> dict:
     stats, best, start = {}, 0.0, time.time()
     for epoch in range(start_epoch, cfg.epochs):
         sampler.set_epoch(epoch)
+        epoch_start = time.time()
         train_stats = engine_finetune.train_one_epoch(
             model, criterion, loader, optimizer, epoch, device=device, schedule=schedule,
             accum_iter=cfg.gradient_accumulation_count, mixup_fn=mixup_fn, scaler=scaler,
@@ -242,9 +243,10 @@ def _run(cfg, info) -> dict:
             for line in engine_finetune.summary_lines(stats):
                 print(line, flush=True)
             print(f"Max accuracy: {best:.2f}%", flush=True)
-            log({"job": "finetune", "epoch": epoch, "train_loss": train_stats.get("loss"),
+            log({"job": "finetune", "epoch": epoch, "train_loss": train_stats.get("loss"), "lr": train_stats.get("lr"),
+                 "throughput": train_stats.get("throughput"),
                  "val_top1": stats["top1"], "val_top5": stats["top5"], "val_loss": stats["loss"],
-                 "val_n": stats["n"], "elapsed_s": time.time() - start})
+                 "val_n": stats["n"], "epoch_time": time.time() - epoch_start, "elapsed_s": time.time() - start})
     if info.is_main:
         print(f"Training time {time.time() - start:.1f}s", flush=True)
         if stats:

@@ -8,7 +8,8 @@ exactly once whatever the world size. Rank 0 prints the reference lines
     * Acc@1 <top1> Acc@5 <top5> loss <loss>
     Accuracy of the network on the <n> test images: <top1>%
 
-and writes ``<output_dir>/validation.json`` ``{"top1", "top5", "loss", "n", "checkpoint"}``.
+and writes ``<output_dir>/validation.json`` ``{"top1", "top5", "loss", "n", "checkpoint"}``, the same
+record in ``metrics.jsonl`` and TensorBoard scalars ``val/top1``, ``val/top5``, ``val/loss`` beside it.
 """
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def load_classifier(model, path, model_name: str) -> dict:
 def run(cfg) -> dict:
     import torch
 
-    from mae import augment, data, dist, engine_finetune
+    from mae import augment, data, dist, engine_finetune, metrics
     from mae.finetune import build_model
 
     if cfg.resume is None or cfg.resume == "":
@@ -87,6 +88,8 @@ def run(cfg) -> dict:
                 tmp = out / ".validation.json.tmp"
                 tmp.write_text(json.dumps({**stats, "checkpoint": str(cfg.resume)}, indent=1) + "\n")
                 tmp.replace(out / "validation.json")
+                with metrics.Tracker(out, "validate", cfg) as tracker:
+                    tracker.write({"type": "validate", "job": "validate", **stats, "checkpoint": str(cfg.resume)})
         return stats
     finally:
         dist.cleanup(info)

@@ -34,7 +34,7 @@ def _require_sshd():
 
 
 def run_cli(args, env_extra=None, timeout=300, check=None, cwd=ROOT):
-    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200", **(env_extra or {}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", **(env_extra or {})}
     p = subprocess.run(MAE_LAUNCH + [str(a) for a in args], capture_output=True, text=True,
                        timeout=timeout, env=env, cwd=cwd)
     if check is not None:
@@ -43,7 +43,7 @@ def run_cli(args, env_extra=None, timeout=300, check=None, cwd=ROOT):
 
 
 def popen_cli(args, env_extra=None, cwd=ROOT):
-    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200", **(env_extra or {}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", **(env_extra or {})}
     return subprocess.Popen(MAE_LAUNCH + [str(a) for a in args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
 

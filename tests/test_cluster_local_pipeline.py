@@ -49,6 +49,14 @@ def test_local_pipeline_end_to_end(tmp_path):
     # finetune started from pretrain's checkpoint, validate from finetune's
     assert str(out / "pretrain" / "checkpoint.pth") in (work / "runs" / rid / "finetune.localhost.sh").read_text()
     assert str(out / "finetune" / "checkpoint.pth") in (work / "runs" / rid / "validate.localhost.sh").read_text()
+    from test_tracking import read_scalars  # what `make demo` leaves: TensorBoard beside metrics.jsonl
+
+    assert {"train/loss", "epoch/loss", "epoch/epoch_time"} <= set(read_scalars(out / "pretrain"))
+    assert {"val/top1", "val/top5", "train/lr"} <= set(read_scalars(out / "finetune"))
+    assert read_scalars(out / "validate")["val/top1"][0][1] == pytest.approx(float(result["top1"]))
+    tb = run_cli(["tensorboard", rid, "--print"], env_extra={"MAE_LAUNCH_RUNS_DIR": str(runs)}, timeout=120)
+    assert tb.returncode == 0 and f"--logdir {runs / rid}" in tb.stdout, tb.stdout + tb.stderr
+    assert len(list((runs / rid).rglob("events.out.tfevents.*"))) >= 3
     record = json.loads((runs / rid / "run.json").read_text())
     assert [j["job"] for j in record["jobs"]] == ["pretrain", "finetune", "validate"]
     assert all(j["state"] == "succeeded" for j in record["jobs"])

@@ -138,6 +138,12 @@ def test_finetune_resume_validate(tmp_path, tiny_data, mae_ckpt, capsys):
     assert result["n"] == 9 and 0 <= result["top1"] <= 100 and result["top5"] == 100.0  # 3 classes
     assert f"* Acc@1 {result['top1']:.3f} Acc@5 100.000 loss {result['loss']:.3f}" in text
     assert f"Accuracy of the network on the 9 test images: {result['top1']:.1f}%" in text
+    from tests.test_tracking import read_scalars  # TensorBoard beside metrics.jsonl, top-1/top-5 included
+
+    tb = read_scalars(out)
+    assert [s for s, _ in tb["val/top1"]] == [0, 1] and [s for s, _ in tb["epoch/epoch_time"]] == [0, 1]
+    assert {"train/loss", "train/lr", "train/throughput", "val/top5", "epoch/loss"} <= set(tb)
+    assert read_scalars(val_out)["val/top1"] == [(0, pytest.approx(result["top1"]))]
 
 
 def test_finetune_from_random_init(tmp_path, tiny_data, capsys):

@@ -14,26 +14,26 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAYERS = [
     ["__main__"],
     ["cli"],
-    ["cli_hosts", "cli_jobs", "cli_render", "cli_runs"],       # commands: parse, call, print
+    ["cli_hosts", "cli_jobs", "cli_render", "cli_runs", "cli_fetch", "cli_exec"],  # commands: parse, call, print
     ["cli_slurm"],                                             # status/logs/stop of Slurm runs
     ["options"],
-    ["orchestrate", "control"],                                # run a job / pipeline; act on runs
+    ["orchestrate", "control", "retrieve"],                    # run a job / pipeline; act on runs
     ["slurm_orchestrate"],                                     # submit / follow Slurm jobs
     ["slurm_supervise"],                                       # follow one Slurm job
     ["supervise"],                                             # follow a run, fail fast
-    ["hostops", "slurmops", "artifacts", "deploy", "check"],   # operations on hosts
+    ["hostops", "slurmops", "artifacts", "deploy", "check", "fetch", "execute", "setup", "clean"],  # operations on hosts
     ["buildshare", "openssh"],                                 # compile once; multiplexed OpenSSH
-    ["plan"],                                                  # inventory x job x run -> JobPlan
+    ["plan", "provision"],                                     # inventory x job x run -> JobPlan
     ["backends"],
     ["backends.torchrun", "backends.poprun", "backends.single", "backends.slurm"],
     ["backends.base"],
     ["runs"],                                                  # typed run records and their store
     ["remote"],                                                # transport: Target, fan-out
     ["ssh"],
-    ["report", "logs"],                                        # what people read
+    ["report", "logs", "layout"],                              # what people read
     ["render", "knownhosts"],
     ["inventory"],
-    ["messages"],
+    ["messages", "selection"],
     ["schema", "yamlfile"],
     ["jobs", "paths", "hostrange", "errors"],                  # pure data and small types
 ]

@@ -59,7 +59,9 @@ def test_run_prints_parsable_meter_lines_and_writes_outputs(tmp_path, capsys):
         assert re.search(r"throughput:?[ \t]*(\d+)", line) and re.search(r"loss:?[ \t]*([e\d\.\-\+]+)", line)
     assert "effective batch 16" in out and "lr 6.250e-04" in out  # 1e-2 * 16 / 256
     assert seen == [(0, "checkpoint.pth"), (1, "checkpoint.pth")]
-    assert {p.name for p in tmp_path.iterdir()} == {"checkpoint.pth", "model_0.pth", "model_1.pth", "metrics.jsonl"}
+    names = {p.name for p in tmp_path.iterdir() if not p.name.startswith("events.out.tfevents.")}
+    assert names == {"checkpoint.pth", "model_0.pth", "model_1.pth", "metrics.jsonl"}
+    assert list(tmp_path.glob("events.out.tfevents.*"))  # TensorBoard beside metrics.jsonl
     records = metrics.read_jsonl(tmp_path / "metrics.jsonl")
     assert [r["epoch"] for r in records if r["type"] == "epoch"] == [0, 1]
     assert math.isfinite(stats["loss"]) and stats["images"] == 48
