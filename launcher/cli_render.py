@@ -21,7 +21,7 @@ def render(job, inventory_path, run_id, host_names, commands_only):
     Nothing is run and no host is contacted. Secret env values never appear: the scripts read them
     from a file the launcher writes at start. Example: mae-launch render pretrain -i pod64
     """
-    inv = options.load(inventory_path)
+    inv = options.load(inventory_path, connecting=False)
     run_id = check_run_id(run_id) if run_id is not None else new_run_id()
     plan = plan_job(inv, job, run_id)
     for name in host_names:

@@ -32,6 +32,10 @@ def inventory_option(func):
         help="Inventory YAML: a path, or a name under the project's inventories/ (e.g. pod64).")(func)
 
 
-def load(inventory_path: str):
-    """Resolve and load the inventory named by --inventory."""
-    return load_inventory(resolve_inventory_path(inventory_path))
+def load(inventory_path: str, connecting: bool = True):
+    """Resolve and load the inventory named by --inventory. A command that connects to the hosts also
+    needs the local files the inventory names (identity_file): a missing one is refused here."""
+    inv = load_inventory(resolve_inventory_path(inventory_path))
+    if connecting:
+        inv.require_local_files()
+    return inv
