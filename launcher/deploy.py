@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
-import subprocess
 import threading
 import time
 
@@ -19,24 +18,43 @@ from rich.live import Live
 from rich.table import Table
 
 from launcher import remote, report
+from launcher.errors import UserError
 from launcher.inventory import PACKAGE_ROOT
 from launcher.paths import HostPath
 
 MARKER = ".mae-launch-deploy"
-# Never synced, whatever .gitignore says: secrets, outputs, environments, caches, local builds.
-DENY = [".git/", ".env", ".env.*", "*.pem", "*.key", "id_*", "/runs/", "/output/", "/data/", ".venv/",
-        "venv/", "/.cluster/", "__pycache__/", "*.pyc", ".pytest_cache/", ".hypothesis/", MARKER,
-        MARKER + ".tmp", "remap/build/", "remap/*.so", "remap/*.o"]
+# Never synced, whatever .gitignore says. Inventories (hosts need only the scripts rendered from them,
+# and an inventory may hold secret env values); credentials of every usual kind; private keys by their
+# OpenSSH names (never `id_*`: that would drop source files such as id_utils.py); outputs, environments,
+# caches and local builds; `.git` (a directory, or a worktree's file).
+CREDENTIALS = [".env", ".env.*", ".envrc", ".netrc", ".git-credentials", ".pypirc", ".npmrc", ".aws/",
+               ".ssh/", ".docker/config.json", ".kube/config", "wandb/", "credentials.json", "*.pem", "*.key",
+               "*.p12", "*.pfx", "*.ppk", "*.keytab"]
+KEY_NAMES = ["id_rsa", "id_dsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519", "id_ed25519_sk", "id_xmss"]
+DENY = (["/inventories/", ".git"] + CREDENTIALS + [name + suffix for name in KEY_NAMES for suffix in ("", ".*", "-*")]
+        + ["/runs/", "/output/", "/data/", ".venv/", "venv/", "/.cluster/", "__pycache__/", "*.pyc",
+           ".pytest_cache/", ".hypothesis/", MARKER, MARKER + ".tmp", "remap/build/", "remap/*.so", "remap/*.o"])
 
 
-def filter_args() -> list[str]:
-    return [f"--exclude={p}" for p in DENY] + ["--filter=:- .gitignore"]
+def filter_args(extra: tuple = ()) -> list[str]:
+    """rsync filters: the deny-list, then `extra` patterns (an inventory file inside the tree), then .gitignore."""
+    return [f"--exclude={p}" for p in (*DENY, *extra)] + ["--filter=:- .gitignore"]
 
 
-def file_list(root: pathlib.Path) -> list[str]:
+def inventory_excludes(inv, root: pathlib.Path) -> tuple:
+    """The inventory file itself when it lies inside the tree being sent (it is never synced)."""
+    try:
+        rel = pathlib.Path(inv.source_path).resolve().relative_to(root)
+    except (ValueError, OSError):
+        return ()
+    return ("/" + rel.as_posix(),)
+
+
+def file_list(root: pathlib.Path, extra: tuple = ()) -> list[str]:
     """The relative paths rsync would send from `root` (same filters), sorted."""
-    p = subprocess.run(["rsync", "-r", "--list-only", *filter_args(), f"{root}/"],
-                       capture_output=True, text=True, check=True)
+    p = remote.run_local(["rsync", "-r", "--list-only", *filter_args(extra), f"{root}/"], timeout=300, package="rsync")
+    if p.returncode != 0:
+        raise UserError(f"cannot list the files to send from {root}: {remote.tail(p.stderr, 1)}")
     names = []
     for line in p.stdout.splitlines():
         parts = line.split(None, 4)
@@ -48,9 +66,9 @@ def file_list(root: pathlib.Path) -> list[str]:
     return sorted(names)
 
 
-def content_hash(root: pathlib.Path) -> str:
+def content_hash(root: pathlib.Path, extra: tuple = ()) -> str:
     h = hashlib.sha256()
-    for name in file_list(root):
+    for name in file_list(root, extra):
         path = root / name
         st = path.lstat()
         h.update(f"{name}\0{st.st_mode & 0o777777}\0".encode())
@@ -101,7 +119,8 @@ def deploy(inv, *, root: pathlib.Path = PACKAGE_ROOT, force: bool = False, build
     """Sync + build on every host of `inv`; returns one HostResult per host (value: 'unchanged'|'deployed')."""
     console = console or report.console()
     root = pathlib.Path(root).resolve()
-    digest = content_hash(root)
+    extra = inventory_excludes(inv, root)
+    digest = content_hash(root, extra)
     ts = remote.targets(inv.hosts)
     progress = Progress(inv.hosts, console)
 
@@ -116,7 +135,7 @@ def deploy(inv, *, root: pathlib.Path = PACKAGE_ROOT, force: bool = False, build
         if not (t.is_local and _same_dir(host.workdir, root)):
             progress.set(t.name, "syncing")
             t.rsync_up(f"{root}/", HostPath(str(host.workdir).rstrip("/") + "/"),
-                       args=["--delete", *filter_args()], what="syncing the code", timeout=timeout)
+                       args=["--delete", *filter_args(extra)], what="syncing the code", timeout=timeout)
         if build:
             progress.set(t.name, "building remap")
             t.run_template("build.sh.j2", timeout=timeout, check=True, workdir=host.workdir,

@@ -24,7 +24,7 @@ import time
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SSHD = "/usr/sbin/sshd"
+SSHD = os.environ.get("MAE_LAUNCH_TEST_SSHD", "/usr/sbin/sshd")
 BASE_ADDRESS = 11  # hosts live on 127.0.0.11, 127.0.0.12, ...
 
 SSHD_CONFIG = """\
