@@ -14,7 +14,7 @@ from launcher import options, remote, report
 @click.option("--min-free-gb", default=2.0, show_default=True, help="Free disk the workdir needs.")
 def check(inventory_path, min_free_gb):
     """Check every host at once: reachable with a verified host key, workdir writable, venv with the
-    same torch and timm everywhere, compiler for remap, free disk, torchrun/poprun, data path,
+    same torch and timm everywhere, compiler for remap, rsync (there and here), free disk, torchrun/poprun, data path,
     rendezvous port free on the controller. Exit status 1 when any check fails.
 
     Example: mae-launch check -i inventories/pod64.yml
@@ -23,6 +23,9 @@ def check(inventory_path, min_free_gb):
     inv = options.load(inventory_path)
     rows, ok = check_mod.run_checks(inv, min_free_gb=min_free_gb)
     con.print(check_mod.table(rows))
+    for problem in check_mod.local_problems():
+        con.print(f"[red]✗ {problem}[/]")
+        ok = False
     con.print("[green]all checks passed[/]" if ok else "[red]some checks failed[/]")
     sys.exit(0 if ok else 1)
 

@@ -118,3 +118,17 @@ def test_rsync_to_a_host_that_never_speaks_gives_up(silent_inventory, tmp_path):
     seconds = time.monotonic() - started
     print(f"rsync against a silent host: rc {r.returncode} in {seconds:.1f} s: {r.stderr.strip()[:200]}")
     assert r.returncode != 0 and seconds < 3 + 5
+
+
+def test_check_tests_rsync_here_and_on_every_host(cluster, deployed):
+    import os
+    import sys
+    env = {"PATH": "/nonexistent-bin", "MAE_LAUNCH_RUNS_DIR": os.environ.get("MAE_LAUNCH_RUNS_DIR", "/tmp")}
+    p = subprocess.run([sys.executable, "-m", "launcher", "check", "-i", str(deployed["inventory"]), "--min-free-gb", "0"],
+                       capture_output=True, text=True, timeout=180, env={**os.environ, **env, "COLUMNS": "250"})
+    out = " ".join(p.stdout.split())
+    assert p.returncode == 1
+    assert "✗ rsync is missing on this machine; install it (Debian/Ubuntu: apt-get install rsync)" in out, p.stdout
+    assert "✗ ssh is missing on this machine; install it (Debian/Ubuntu: apt-get install openssh-client)" in out
+    rows = [line for line in p.stdout.splitlines() if line.startswith("│ host")]
+    assert len(rows) == 3 and all(row.split("│")[8].strip() == "✓ ok" for row in rows), p.stdout  # the rsync column
