@@ -31,7 +31,7 @@ LAYERS = [
     ["inventory"],
     ["messages"],
     ["schema", "yamlfile"],
-    ["jobs", "paths", "hostrange", "errors"],                  # pure data and small types
+    ["jobs", "paths", "hostrange", "errors", "addresses"],     # pure data and small types
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 
