@@ -32,20 +32,26 @@ def check(inventory_path, min_free_gb):
 
 @click.command()
 @options.inventory_option
-@click.option("--force", is_flag=True, help="Sync and rebuild even where the recorded content hash matches.")
+@click.option("--force", is_flag=True, help="Sync and rebuild even where the recorded content hash matches, "
+              "and even while a run of that workdir is alive.")
+@click.option("--adopt", is_flag=True, help="Take over a non-empty workdir that mae-launch did not create, "
+              "after listing what --delete removes there.")
 @click.option("--no-build", is_flag=True, help="Only sync; do not run `make -C remap` on the hosts.")
 @click.option("--parallel", default=remote.DEFAULT_LIMIT, show_default=True, metavar="N",
               help="Hosts worked on at once.")
 @click.option("--source", type=click.Path(exists=True, file_okay=False), default=None, metavar="DIR",
               help="Project tree to send (default: this checkout).")
-def deploy(inventory_path, force, no_build, parallel, source):
+def deploy(inventory_path, force, adopt, no_build, parallel, source):
     """Copy the project to every host's workdir (rsync, incremental; .gitignore'd files, secrets and
     outputs excluded) and build the remap op there. All or nothing: any failing host fails the command.
+    A workdir that is /, the home directory, or a non-empty directory mae-launch did not create is
+    refused (exit 2) before anything is written.
 
     Example: mae-launch deploy -i inventories/gpu-cluster.yml
     """
     con = report.console()
     inv = options.load(inventory_path)
     kwargs = {"root": pathlib.Path(source)} if source else {}
-    results = deploy_mod.deploy(inv, force=force, build=not no_build, limit=parallel, console=con, **kwargs)
+    results = deploy_mod.deploy(inv, force=force, adopt=adopt, build=not no_build, limit=parallel, console=con,
+                                **kwargs)
     sys.exit(report.print_results(con, f"deploy to {len(results)} host(s)", "deploy", results))

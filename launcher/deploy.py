@@ -17,12 +17,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from launcher import remote, report
+from launcher import remote, report, workdirs
 from launcher.errors import UserError
 from launcher.inventory import PACKAGE_ROOT
 from launcher.paths import HostPath
 
-MARKER = ".mae-launch-deploy"
+MARKER = workdirs.HASH_MARKER
 # Never synced, whatever .gitignore says. Inventories (hosts need only the scripts rendered from them,
 # and an inventory may hold secret env values); credentials of every usual kind; private keys by their
 # OpenSSH names (never `id_*`: that would drop source files such as id_utils.py); outputs, environments,
@@ -33,7 +33,8 @@ CREDENTIALS = [".env", ".env.*", ".envrc", ".netrc", ".git-credentials", ".pypir
 KEY_NAMES = ["id_rsa", "id_dsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519", "id_ed25519_sk", "id_xmss"]
 DENY = (["/inventories/", ".git"] + CREDENTIALS + [name + suffix for name in KEY_NAMES for suffix in ("", ".*", "-*")]
         + ["/runs/", "/output/", "/data/", ".venv/", "venv/", "/.cluster/", "__pycache__/", "*.pyc",
-           ".pytest_cache/", ".hypothesis/", MARKER, MARKER + ".tmp", "remap/build/", "remap/*.so", "remap/*.o"])
+           ".pytest_cache/", ".hypothesis/", MARKER, MARKER + ".tmp", "/" + workdirs.OWNER_MARKER,
+           "remap/build/", "remap/*.so", "remap/*.o"])
 
 
 def filter_args(extra: tuple = ()) -> list[str]:
@@ -114,32 +115,73 @@ class Progress:
 
 
 def deploy(inv, *, root: pathlib.Path = PACKAGE_ROOT, force: bool = False, build: bool = True,
-           limit: int = remote.DEFAULT_LIMIT, timeout: float | None = 1800,
+           limit: int = remote.DEFAULT_LIMIT, timeout: float | None = 1800, adopt: bool = False,
            console: Console | None = None) -> list[remote.HostResult]:
-    """Sync + build on every host of `inv`; returns one HostResult per host (value: 'unchanged'|'deployed')."""
+    """Sync + build on every host of `inv`; returns one HostResult per host (value: 'unchanged'|'deployed').
+
+    Every host's workdir is probed first (launcher/workdirs.py); a workdir deploy must not replace is
+    refused (UserError) before anything is written anywhere."""
     console = console or report.console()
     root = pathlib.Path(root).resolve()
     extra = inventory_excludes(inv, root)
     digest = content_hash(root, extra)
     ts = remote.targets(inv.hosts)
-    progress = Progress(inv.hosts, console)
+    try:
+        probes = remote.fan_out(ts, workdirs.probe, limit=limit, timeout=120)
+        syncing = [t for t in ts if not (t.is_local and _same_dir(t.host.workdir, root))]
+        _refuse(inv, syncing, probes, adopt=adopt, force=force)
+        if adopt:
+            _show_deletions(console, syncing, probes, root, filter_args(extra))
+        ok = {r.host: r.value for r in probes if r.ok}
+        results = _sync_all(inv, [t for t in ts if t.name in ok], ok, root, digest, extra,
+                            force=force, build=build, limit=limit, timeout=timeout, console=console)
+    finally:
+        remote.close_all(ts)
+    by_name = {r.host: r for r in probes if not r.ok}
+    by_name.update({r.host: r for r in results})
+    return [by_name[t.name] for t in ts]
+
+
+def _refuse(inv, syncing: list, probes: list, *, adopt: bool, force: bool) -> None:
+    ok = {r.host: r.value for r in probes if r.ok}
+    reasons = [workdirs.refusal(inv, t.host, ok[t.name], adopt=adopt, force=force) for t in syncing if t.name in ok]
+    reasons = [r for r in reasons if r]
+    if reasons:
+        more = f" (and {len(reasons) - 1} more host(s) refused)" if len(reasons) > 1 else ""
+        raise UserError(f"deploy refused, nothing was changed: {reasons[0]}{more}")
+
+
+def _show_deletions(console, syncing: list, probes: list, root, filters) -> None:
+    owned = {r.host for r in probes if r.ok and r.value.get("owned") == "1"}
+    for t in syncing:
+        if t.name in owned:
+            continue
+        names = workdirs.would_delete(t, str(root), filters)
+        console.print(f"{t.name}: adopting {t.host.workdir}; --delete removes {len(names)} file(s)"
+                      + (":" if names else ""), markup=False, highlight=False)
+        for name in names:
+            console.print(f"  {name}", markup=False, highlight=False)
+
+
+def _sync_all(inv, ts, probes: dict, root, digest, extra, *, force, build, limit, timeout, console):
+    progress = Progress([t.host for t in ts], console)
 
     def one(t: remote.Target):
         host = t.host
-        venv = inv.host_path(host, inv.paths.venv)
         progress.set(t.name, "connecting")
-        probe = t.run_template("deploy_probe.sh.j2", timeout=60, check=True, workdir=host.workdir)
-        if remote.parse_kv(probe.stdout).get("hash") == digest and not force:
+        if probes[t.name].get("hash") == digest and not force:
             progress.set(t.name, "unchanged")
             return "unchanged"
-        if not (t.is_local and _same_dir(host.workdir, root)):
+        same = t.is_local and _same_dir(host.workdir, root)
+        if not same:
             progress.set(t.name, "syncing")
+            workdirs.claim(t)
             t.rsync_up(f"{root}/", HostPath(str(host.workdir).rstrip("/") + "/"),
                        args=["--delete", *filter_args(extra)], what="syncing the code", timeout=timeout)
         if build:
             progress.set(t.name, "building remap")
             t.run_template("build.sh.j2", timeout=timeout, check=True, workdir=host.workdir,
-                           venv=venv, hash=None if _same_dir(host.workdir, root) and t.is_local else digest)
+                           venv=inv.host_path(host, inv.paths.venv), hash=None if same else digest)
         progress.set(t.name, "done")
         return "deployed"
 
@@ -150,9 +192,5 @@ def deploy(inv, *, root: pathlib.Path = PACKAGE_ROOT, force: bool = False, build
             progress.set(t.name, f"failed: {e.kind}")
             raise
 
-    try:
-        with Live(progress, console=console, refresh_per_second=4, transient=False):
-            results = remote.fan_out(ts, guarded, limit=limit, timeout=timeout)
-    finally:
-        remote.close_all(ts)
-    return results
+    with Live(progress, console=console, refresh_per_second=4, transient=False):
+        return remote.fan_out(ts, guarded, limit=limit, timeout=timeout)

@@ -101,6 +101,7 @@ def project_source(tmp_path_factory):
 def seed_remap_build(workdir: pathlib.Path) -> None:
     """Give a host's workdir the remap build products of this checkout (mtimes kept)."""
     (workdir / "remap").mkdir(parents=True, exist_ok=True)
+    (workdir / ".mae-launch-workdir").touch()  # deploy's marker: this workdir is mae-launch's
     if (ROOT / "remap" / "build").is_dir():
         subprocess.run(["cp", "-a", str(ROOT / "remap" / "build"), str(workdir / "remap")], check=True)
     for so in (ROOT / "remap").glob("*.so"):

@@ -19,6 +19,7 @@ LAYERS = [
     ["orchestrate", "control"],                                # run a job / pipeline; act on runs
     ["supervise"],                                             # follow a run, fail fast
     ["hostops", "artifacts", "deploy", "check"],               # operations on hosts
+    ["workdirs"],                                              # is a workdir ours to replace?
     ["plan"],                                                  # inventory x job x run -> JobPlan
     ["backends"],
     ["backends.torchrun", "backends.poprun", "backends.single"],
