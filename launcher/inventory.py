@@ -26,6 +26,7 @@ from launcher.schema import (ClusterSpec, InventorySpec, JobSpec, NetworkSpec,
                              PathsSpec, PoprunSpec, SshSettings)
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_HOST_TIMEOUT = 60.0  # a blip (sleep, VPN reconnect) shorter than this never stops a run
 CONFIGS_FILE = PACKAGE_ROOT / "mae" / "configs.yml"
 MASK = "***"
 
@@ -44,6 +45,7 @@ class Host:
     connection: str                  # 'ssh' | 'local'
     workdir: HostPath                # resolved: absolute or ~/...
     slots: Optional[int]
+    host_timeout: float = 60.0       # seconds a running job's host may stay unreachable before the run is stopped
 
     @property
     def is_local(self) -> bool:
@@ -281,7 +283,7 @@ def _resolve_entry(spec: InventorySpec, index: int, hs, path: Path, where: Where
                     identity_file=pick("identity_file"), proxy_jump=pick("proxy_jump"),
                     known_hosts=pick("known_hosts"), host_key_policy=pick("host_key_policy") or "strict",
                     connect_timeout=pick("connect_timeout"), connection=hs.connection, workdir=workdir,
-                    slots=hs.slots)
+                    slots=hs.slots, host_timeout=pick("host_timeout") or DEFAULT_HOST_TIMEOUT)
         if not host.is_local:
             key = (host.address, host.port or 22, host.user)
             if key in addresses:

@@ -57,6 +57,7 @@ class SshSettings(Spec):
     known_hosts: Optional[PathStr] = None
     host_key_policy: Optional[Policy] = None  # inventory default: strict
     connect_timeout: Optional[float] = Field(None, gt=0, le=3600)
+    host_timeout: Optional[float] = Field(None, gt=0, le=7 * 86400)  # default 60: see inventory.DEFAULT_HOST_TIMEOUT
 
     @field_validator("proxy_jump")
     @classmethod
