@@ -28,6 +28,10 @@ class _Group(click.Group):
             for line in problems:
                 click.echo(f"error: {' '.join(line.split())}", err=True)
             sys.exit(2)
+        except click.UsageError as exc:  # a bad option value of a command: one line too
+            name = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+            click.echo(f"error: {name}{' '.join(exc.format_message().split())}", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

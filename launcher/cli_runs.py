@@ -5,7 +5,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from launcher import control, report
+from launcher import control, options, report
 from launcher.logs import LogPrinter
 from launcher.runs import RunStore
 
@@ -92,7 +92,7 @@ def logs(run_id, job, follow, host_names, lines):
 
 @click.command()
 @RUN_ARG
-@click.option("--grace", default=2.0, show_default=True, type=click.FloatRange(0, 3600),
+@click.option("--grace", default=2.0, show_default=True, type=options.Seconds(0, 3600),
               help="Seconds between SIGTERM and SIGKILL.")
 def stop(run_id, grace):
     """Stop a run on every host: exactly its process groups (SIGTERM, then SIGKILL after --grace),

@@ -32,7 +32,7 @@ CREDENTIALS = [".env", ".env.*", ".envrc", ".netrc", ".git-credentials", ".pypir
                "*.p12", "*.pfx", "*.ppk", "*.keytab"]
 KEY_NAMES = ["id_rsa", "id_dsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519", "id_ed25519_sk", "id_xmss"]
 DENY = (["/inventories/", ".git"] + CREDENTIALS + [name + suffix for name in KEY_NAMES for suffix in ("", ".*", "-*")]
-        + ["/runs/", "/output/", "/data/", ".venv/", "venv/", "/.cluster/", "__pycache__/", "*.pyc",
+        + ["/runs/", "/output/", "/data/", ".venv", "venv", "/.cluster/", "__pycache__/", "*.pyc",
            ".pytest_cache/", ".hypothesis/", MARKER, MARKER + ".tmp", "/" + workdirs.OWNER_MARKER,
            "remap/build/", "remap/*.so", "remap/*.o"])
 

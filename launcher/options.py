@@ -1,4 +1,5 @@
 """Options shared by mae-launch commands: which inventory, which run id."""
+import math
 import os
 from pathlib import Path
 
@@ -6,8 +7,22 @@ import click
 
 from launcher.errors import UserError
 from launcher.inventory import PACKAGE_ROOT, load_inventory
+from launcher.plan import check_run_id
+from launcher.runs import RunStore
 
 DEFAULT_INVENTORY = "inventories/local.yml"
+
+
+class Seconds(click.FloatRange):
+    """A finite number of seconds within [min, max] (nan and inf are refused, which FloatRange lets by)."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        rv = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return super().convert(rv, param, ctx)
 
 
 def resolve_inventory_path(value: str) -> Path:
@@ -30,6 +45,22 @@ def inventory_option(func):
         "--inventory", "-i", "inventory_path", default=DEFAULT_INVENTORY, show_default=True,
         envvar="MAE_LAUNCH_INVENTORY", metavar="PATH",
         help="Inventory YAML: a path, or a name under the project's inventories/ (e.g. pod64).")(func)
+
+
+def load_for_resume(run_id: str, inventory_path: str, explicit: bool, other: bool):
+    """The inventory to resume run `run_id` with: the one it was started with (recorded, absolute),
+    unless --inventory names another, which is refused without --other-inventory."""
+    recorded = RunStore().load(check_run_id(run_id)).inventory
+    if not explicit:
+        if not recorded or not Path(recorded).is_file():
+            raise UserError(f"run {run_id} was started with inventory {recorded or '(unrecorded)'}, which is not "
+                            "there any more; name one with --inventory and --other-inventory")
+        return load(recorded)
+    path = resolve_inventory_path(inventory_path)
+    if recorded and str(path.resolve()) != recorded and not other:
+        raise UserError(f"run {run_id} was started with inventory {recorded}, not {path}; resume it with that one "
+                        f"(leave out --inventory), or pass --other-inventory to use {path}")
+    return load(str(path))
 
 
 def load(inventory_path: str, connecting: bool = True):

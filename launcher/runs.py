@@ -15,12 +15,13 @@ import datetime
 import json
 import os
 import pathlib
+import re
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from typing import Optional
 
-from launcher.errors import UserError
+from launcher.errors import PlanError, UserError
 from launcher.inventory import PACKAGE_ROOT, Host
 from launcher.paths import HostPath
 
@@ -202,6 +203,16 @@ def from_json(data: dict) -> RunRecord:
     return RunRecord(**{**{k: v for k, v in data.items() if k in fields}, "jobs": jobs})
 
 
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id is a file name here and on every host: no '/', no '..', no leading '.' or '-'."""
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+        raise PlanError(f"run id {run_id!r} is not usable: use letters, digits, '.', '_' or '-' (up to 100, not starting with '.' or '-')")
+    return run_id
+
+
 def runs_root() -> pathlib.Path:
     return pathlib.Path(os.environ.get("MAE_LAUNCH_RUNS_DIR") or PACKAGE_ROOT / "runs")
 
@@ -228,12 +239,16 @@ class RunStore:
         self.root = pathlib.Path(root) if root is not None else runs_root()
 
     def dir(self, run_id: str) -> pathlib.Path:
-        return self.root / run_id
+        return self.root / check_run_id(run_id)
 
     def exists(self, run_id: str) -> bool:
         return (self.dir(run_id) / "run.json").is_file()
 
     def create(self, run: RunRecord, inventory_snapshot: dict) -> RunRecord:
+        """Record a new run; a run id already recorded is refused (its record is never overwritten)."""
+        if self.exists(run.id):
+            raise UserError(f"run {run.id} already exists under {self.root}; choose another --run-id, "
+                            f"or continue it with --resume {run.id}")
         atomic_write(self.dir(run.id) / "inventory.json", json.dumps(inventory_snapshot, indent=1, default=str))
         self.save(run)
         return run
