@@ -21,9 +21,14 @@ def test_local_target_runs_rendered_templates_with_hostile_paths(tmp_path):
     hostile = tmp_path / "a b'; touch pwned; echo \"$(id)\""
     t = remote.target(local_host(workdir=str(hostile)))
     assert isinstance(t, remote.LocalTarget)
-    done = t.run_template("deploy_probe.sh.j2", timeout=30, check=True, workdir=HostPath(str(hostile)))
-    assert remote.parse_kv(done.stdout) == {"hash": ""}
-    assert hostile.is_dir() and not (tmp_path / "pwned").exists()
+    from launcher import workdirs
+    kv = workdirs.probe(t)  # read-only: creates nothing
+    assert kv["exists"] == "0" and kv["real"] == str(hostile) and not hostile.exists()
+    workdirs.claim(t)
+    assert (hostile / workdirs.OWNER_MARKER).is_file() and hostile.stat().st_mode & 0o077 == 0
+    kv = workdirs.probe(t)
+    assert (kv["exists"], kv["empty"], kv["owned"], kv["hash"], kv["live"]) == ("1", "0", "1", "", "")
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_local_target_failure_and_timeout():
