@@ -20,7 +20,7 @@ def targets_for(run, names) -> dict:
     return {n: remote.target(run.host(n)) for n in names}
 
 
-def start_job(plan, ts: dict, limit: int = remote.DEFAULT_LIMIT) -> list:
+def start_job(plan, ts: dict, limit: int = remote.DEFAULT_LIMIT, token: str = "") -> list:
     """Start the plan's script on each of its hosts, detached; value per host: its process-group id."""
     secrets_text = plan.secrets_file_text()
     by_host = {hp.host.name: hp for hp in plan.hosts}
@@ -31,7 +31,7 @@ def start_job(plan, ts: dict, limit: int = remote.DEFAULT_LIMIT) -> list:
                               job=plan.job, workdir=hp.host.workdir, run_dir=hp.run_dir,
                               script=hp.script, script_path=hp.script_path, exit_path=hp.exit_path,
                               pid_path=hp.pid_path, secrets_text=secrets_text,
-                              secrets_path=hp.secrets_path)
+                              secrets_path=hp.secrets_path, token=token)
         kv = remote.parse_kv(done.stdout)
         return int(kv.get("pgid") or kv["pid"])
 
@@ -45,7 +45,8 @@ def stop_run(run, ts: dict, limit: int = remote.DEFAULT_LIMIT, grace_ms: int = S
     def one(t):
         jobs = [j.hosts[t.name] for j in run.jobs if t.name in j.hosts]
         done = t.run_template("stop.sh.j2", timeout=grace_ms / 1000 + 20, check=True, run_id=run.id,
-                              host=t.name, pgids=[h.pgid for h in jobs if h.pgid], grace_ms=grace_ms,
+                              host=t.name, token=run.token, pgids=[h.pgid for h in jobs if h.pgid],
+                              grace_ms=grace_ms,
                               jobs=[{"exit_path": h.exit_path, "pid_path": h.pid_path} for h in jobs])
         kv = remote.parse_kv(done.stdout)
         left = int(kv.get("left", "0"))

@@ -35,7 +35,7 @@ def _record_job(store: RunStore, run: RunRecord, plan):
 
 def _start(con: Console, store: RunStore, run: RunRecord, plan, job, ts: dict) -> bool:
     """Start the job everywhere; on a partial start, stop what started. True when all started."""
-    results = hostops.start_job(plan, ts)
+    results = hostops.start_job(plan, ts, token=run.token)
     job.started_on({r.host: r.value for r in results if r.ok})
     store.save(run)
     if all(r.ok for r in results):

@@ -16,6 +16,7 @@ import json
 import os
 import pathlib
 import re
+import secrets
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -126,12 +127,13 @@ class RunRecord:
     jobs: list = field(default_factory=list)      # JobRecord, in start order
     resumed: list = field(default_factory=list)   # times of each --resume
     validation: Optional[dict] = None
+    token: str = ""  # random, per run: stop and fail-fast signal only processes carrying it (MAE_LAUNCH_TOKEN)
 
     @classmethod
     def new(cls, run_id: str, inv, argv: list) -> "RunRecord":
         return cls(id=run_id, created=utc_now(), command=list(argv),
                    inventory=str(pathlib.Path(inv.source_path).resolve()), launcher=inv.launcher,
-                   git=git_revision())
+                   git=git_revision(), token=secrets.token_hex(16))
 
     def add_job(self, plan) -> JobRecord:
         """Record a job about to start (replacing an earlier record of the same job, e.g. on resume)."""

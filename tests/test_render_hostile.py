@@ -137,7 +137,7 @@ def test_poprun_and_single_process_scripts_pass_hostile_values_verbatim(tmp_path
     assert res.returncode == 0 and plan.mode == "poprun"
     argv = seen["poprun.0.json"]["argv"]
     assert f"--executable-cache-path={workdir}/cache{EVIL}" in argv
-    assert "--mpi-local-args=-x MAE_LAUNCH_RUN_ID -x MAE_LAUNCH_JOB -x MAE_LAUNCH_HOST -x OPAL_PREFIX -x LD_LIBRARY_PATH -x PATH -x PYTHONPATH -x CPATH -x IPUOF_VIPU_API_TIMEOUT=3600 " \
+    assert "--mpi-local-args=-x MAE_LAUNCH_RUN_ID -x MAE_LAUNCH_TOKEN -x MAE_LAUNCH_JOB -x MAE_LAUNCH_HOST -x OPAL_PREFIX -x LD_LIBRARY_PATH -x PATH -x PYTHONPATH -x CPATH -x IPUOF_VIPU_API_TIMEOUT=3600 " \
            "-x POPLAR_LOG_LEVEL=WARN -x POPLAR_SDK_ENABLED -x POPLAR_ENGINE_OPTIONS -x EMPTY -x EVIL -x TOKEN" in argv
     assert argv[-11:] == [EVIL, "python3", "-m", "mae.pretrain", "--config", "digits_pretrain",
                           "--data_path", f"{workdir}/data{EVIL}", "--output_dir", f"{workdir}/out{EVIL}/r1/pretrain", EVIL]
