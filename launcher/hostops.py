@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
 
 from launcher import remote
 from launcher.paths import HostPath
@@ -36,6 +37,24 @@ def start_job(plan, ts: dict, limit: int = remote.DEFAULT_LIMIT, token: str = ""
         return int(kv.get("pgid") or kv["pid"])
 
     return remote.fan_out([ts[n] for n in by_host], one, limit=limit, timeout=120)
+
+
+def lock_name(plan) -> str:
+    """The launch lock of a job: its rendezvous port (torchrun) or its V-IPU partition (poprun)."""
+    inv = plan.inventory
+    if plan.mode == "torchrun":
+        name = f"torchrun-port-{inv.network.master_port}"
+    else:
+        name = f"poprun-{inv.cluster.vipu_server_host}-{inv.jobs[plan.job].partition}"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def lock(plan, run, ts: dict, release: bool = False) -> dict:
+    """Take (or give back) the job's launch lock on the controller; the template's key=value answer."""
+    t = ts[plan.hosts[0].host.name]
+    done = t.run_template("lock.sh.j2", timeout=remote.connect_timeout(t.host) + 30, check=True,
+                          lock_name=lock_name(plan), run_id=run.id, token=run.token, release=release)
+    return remote.parse_kv(done.stdout)
 
 
 def stop_run(run, ts: dict, limit: int = remote.DEFAULT_LIMIT, grace_ms: int = STOP_GRACE_MS) -> list:

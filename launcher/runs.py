@@ -10,6 +10,7 @@ No code outside this module reads run.json by key.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -254,6 +255,14 @@ class RunStore:
         atomic_write(self.dir(run.id) / "inventory.json", json.dumps(inventory_snapshot, indent=1, default=str))
         self.save(run)
         return run
+
+    def discard(self, run_id: str) -> None:
+        """Remove the record of a run that never started a job (only the files `create` wrote)."""
+        d = self.dir(run_id)
+        for name in ("run.json", "inventory.json"):
+            (d / name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
     def save(self, run: RunRecord) -> None:
         atomic_write(self.dir(run.id) / "run.json", json.dumps(to_json(run), indent=1))

@@ -57,3 +57,36 @@ def test_a_run_record_carries_a_random_token():
     inv = load_inventory(ROOT / "inventories" / "local.yml")
     a, b = RunRecord.new("r", inv, []), RunRecord.new("r", inv, [])
     assert len(a.token) == 32 and a.token != b.token
+
+
+def _cli(args, home, runs, timeout=180):
+    env = dict(os.environ, HOME=str(home), MAE_LAUNCH_RUNS_DIR=str(runs), OMP_NUM_THREADS="1", COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "launcher", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout, env=env)
+
+
+def test_a_second_launch_on_a_held_rendezvous_port_is_refused_and_a_stale_lock_taken_over(tmp_path):
+    home, runs = tmp_path / "home", tmp_path / "runs"
+    (home / ".mae-launch" / "locks").mkdir(parents=True)
+    inv = load_inventory(ROOT / "inventories" / "local.yml")
+    lock = home / ".mae-launch" / "locks" / f"torchrun-port-{inv.network.master_port}"
+    lock.write_text("run=holder-run\nsince=2026-01-01T00:00:00Z\ntoken=" + "a" * 32 + "\n")
+    holder = _sleeper("holder-run", "a" * 32)  # the holder's run is alive
+    try:
+        p = _cli(["pretrain", "--run-id", "second", "--detach"], home, runs)
+        assert p.returncode == 2, p.stdout + p.stderr
+        assert p.stderr.splitlines() == [
+            f"error: localhost: rendezvous port {inv.network.master_port} is in use by run holder-run (started "
+            "2026-01-01T00:00:00Z); stop it first (mae-launch stop holder-run) or choose another network.master_port"]
+        assert not (runs / "second").exists()  # a refused launch records nothing
+    finally:
+        holder.kill()
+        holder.wait()
+    # the holder is gone: its lock is stale and taken over, with a note
+    p = _cli(["pretrain", "--run-id", "third", "--detach", "--poll", "0.1"], home, runs)
+    try:
+        assert "note: took over the launch lock of rendezvous port" in p.stdout and "from run holder-run" in p.stdout, \
+            p.stdout + p.stderr
+        assert "run=third\n" in lock.read_text()
+    finally:
+        _cli(["stop", "third"], home, runs)
