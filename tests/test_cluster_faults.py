@@ -1,6 +1,7 @@
 """Faults on the real loopback cluster, with real processes and signals: a host whose sshd hangs
 (SIGSTOP) for a while (a blip: the run survives) or for good (the run is stopped after host_timeout),
 and a hung host met by status and stop. Each prints what the launcher said and how long it took."""
+import pathlib
 import re
 import secrets
 import time
@@ -99,3 +100,27 @@ def test_status_and_stop_name_a_hung_host_within_connect_timeout(cluster, deploy
         hung.thaw()
         run_cli(["stop", run_id], env_extra=runs_dir, timeout=120)
     assert wait_for(lambda: not run_processes(run_id), 30, 0.1)
+
+
+def test_a_secret_lands_in_no_file_on_any_host_and_run_files_are_private(cluster, deployed, runs_dir, tmp_path):
+    run_id = f"secret-{_TOKEN}"
+    secret = f"s3cret-{secrets.token_hex(8)}"
+    data = cluster.inventory_data()
+    inv = cluster.write_inventory(tmp_path / "inv.yml", jobs=tiny_jobs(),
+                                  env={**data["env"], "WANDB_API_KEY": {"value": secret, "secret": True}})
+    p = run_cli(["pretrain", "-i", inv, "--run-id", run_id], env_extra=runs_dir, timeout=400)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert secret not in p.stdout + p.stderr
+    leaks, loose = [], []
+    for root in [cluster.root, pathlib.Path(runs_dir["MAE_LAUNCH_RUNS_DIR"])]:  # every host, and the local record
+        for f in root.rglob("*"):
+            if f.is_file() and not f.is_symlink():
+                if secret.encode() in f.read_bytes():
+                    leaks.append(str(f))
+    for h in cluster.hosts:
+        for f in (h.workdir / "runs" / run_id).iterdir():
+            if f.stat().st_mode & 0o077:
+                loose.append(f"{f} {oct(f.stat().st_mode)}")
+        assert not list((h.workdir / "runs" / run_id).glob("*.secrets")), "the secrets file is removed"
+    print(f"secret: in no file ({len(leaks)} leaks); run files private ({len(loose)} readable by others)")
+    assert leaks == [] and loose == []
