@@ -49,9 +49,11 @@ def test_marker_lines_in_known_hosts_are_honoured_per_host(cluster, deployed, tm
     assert f"host-key: the host key of {revoked.address} is marked @revoked" in out, p.stdout
     assert f"({known}:5);" in out, p.stdout  # the line of known_hosts that says so
     # OpenSSH (the rsync path) refuses it too
-    from launcher import remote
+    from launcher import remote, ssh
     from launcher.inventory import load_inventory
-    opts, dest = remote.rsync_remote(load_inventory(inv).host("host2"), str(revoked.workdir) + "/")
+    from launcher.paths import HostPath
+    h = load_inventory(inv).host("host2")
+    opts, dest = ssh.rsync_shell(h), remote.target(h).remote_path(HostPath(str(revoked.workdir) + "/"))
     r = subprocess.run(["rsync", "-a", "--dry-run", *opts, f"{tmp_path}/", dest], capture_output=True, text=True)
     assert r.returncode != 0 and "REVOKED" in r.stderr.upper()
 
@@ -110,9 +112,11 @@ def test_a_host_that_never_speaks_fails_within_the_connect_timeout(silent_invent
 
 def test_rsync_to_a_host_that_never_speaks_gives_up(silent_inventory, tmp_path):
     inv, silent = silent_inventory
-    from launcher import remote
+    from launcher import remote, ssh
     from launcher.inventory import load_inventory
-    opts, dest = remote.rsync_remote(load_inventory(inv).host("silent"), "w/")
+    from launcher.paths import HostPath
+    h = load_inventory(inv).host("silent")
+    opts, dest = ssh.rsync_shell(h), remote.target(h).remote_path(HostPath("~/w/"))
     started = time.monotonic()
     r = subprocess.run(["rsync", "-a", *opts, f"{tmp_path}/", dest], capture_output=True, text=True, timeout=60)
     seconds = time.monotonic() - started

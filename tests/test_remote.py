@@ -179,7 +179,7 @@ def test_marker_lines_never_break_the_other_lines(tmp_path):
     assert "node1" not in known.read_text()
 
 
-def test_rsync_remote_multi_hop_ipv6_and_timeouts():
+def test_rsync_shell_multi_hop_ipv6_and_timeouts():
     import shlex
     h = Host(name="n", address="fe80::5", port=None, user="me", identity_file=None, proxy_jump="a@j1,j2:2200",
              known_hosts="/k/kh", host_key_policy="strict", connect_timeout=5, connection="ssh",
