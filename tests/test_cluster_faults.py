@@ -13,8 +13,8 @@ from cluster_fixtures import popen_cli, run_cli, run_processes, tiny_jobs, wait_
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 _TOKEN = secrets.token_hex(3)
-# long enough to act on mid-way: 3 epochs of 10 steps
-LONG = ["--generated_data", "true", "--generated_size", "480", "--epochs", "3", "--batch_size", "16",
+# long enough to act on mid-way (about a minute): 40 epochs of 10 steps
+LONG = ["--generated_data", "true", "--generated_size", "480", "--epochs", "40", "--batch_size", "16",
         "--print_freq", "1", "--num_workers", "0", "--saveckp_freq", "10", "--warmup_epochs", "0"]
 
 
@@ -24,7 +24,8 @@ def _inventory(cluster, tmp_path, **ssh):
 
 
 def _running(cluster, run_id):
-    log = cluster.hosts[2].workdir / "runs" / run_id / "pretrain.rank2.log"
+    """Training has begun (rank 0, on the controller, prints the steps of every rank's all-reduce)."""
+    log = cluster.hosts[0].workdir / "runs" / run_id / "pretrain.rank0.log"
     return wait_for(lambda: log.exists() and "Epoch" in log.read_text(errors="replace"), 240, 0.2)
 
 
