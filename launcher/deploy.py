@@ -17,9 +17,10 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from launcher import remote, report, workdirs
+from launcher import buildshare, remote, report, workdirs
 from launcher.errors import UserError
 from launcher.inventory import PACKAGE_ROOT
+from launcher.openssh import Multiplexer
 from launcher.paths import HostPath
 
 MARKER = workdirs.HASH_MARKER
@@ -67,9 +68,9 @@ def file_list(root: pathlib.Path, extra: tuple = ()) -> list[str]:
     return sorted(names)
 
 
-def content_hash(root: pathlib.Path, extra: tuple = ()) -> str:
+def content_hash(root: pathlib.Path, names: list | None = None) -> str:
     h = hashlib.sha256()
-    for name in file_list(root, extra):
+    for name in (file_list(root) if names is None else names):
         path = root / name
         st = path.lstat()
         h.update(f"{name}\0{st.st_mode & 0o777777}\0".encode())
@@ -114,32 +115,110 @@ class Progress:
         return table
 
 
+class _Deploy:
+    """One deploy: the tree sent, its hashes, the per-host steps (each takes one host's Target)."""
+
+    def __init__(self, inv, root: pathlib.Path, force: bool, timeout, progress: Progress):
+        self.inv, self.root, self.force, self.timeout, self.progress = inv, root, force, timeout, progress
+        self.extra = inventory_excludes(inv, root)
+        self.probes: dict = {}  # host -> what its read-only probe saw (launcher/workdirs.py)
+        names = file_list(root, self.extra)
+        self.digest = content_hash(root, names)
+        self.sources = buildshare.sources_digest(root, names)
+
+    def in_place(self, t) -> bool:
+        return t.is_local and _same_dir(t.host.workdir, self.root)
+
+    def sync(self, t, build: bool):
+        """Probe, then sync: 'unchanged', 'deployed', or (to build) the host's build facts."""
+        host = t.host
+        self.progress.set(t.name, "connecting")
+        probe = self.probes[t.name]
+        if probe.get("hash") == self.digest and not self.force:
+            self.progress.set(t.name, "unchanged")
+            return "unchanged"
+        if self.in_place(t):  # this checkout itself: build here, record nothing
+            if build:
+                self.progress.set(t.name, "building remap")
+                t.run_template("build.sh.j2", timeout=self.timeout, check=True, workdir=host.workdir,
+                               venv=self.venv(host), hash=None)
+            self.progress.set(t.name, "done")
+            return "deployed"
+        self.progress.set(t.name, "syncing")
+        workdirs.claim(t)
+        t.rsync_up(f"{self.root}/", HostPath(str(host.workdir).rstrip("/") + "/"),
+                   args=["--delete", *filter_args(self.extra)], what="syncing the code", timeout=self.timeout)
+        if not build:
+            self.progress.set(t.name, "done")
+            return "deployed"
+        return {k: probe.get(k, "") for k in (*buildshare.FACTS, "lib")}
+
+    def probe(self, t, build: bool) -> dict:
+        """The read-only look at the workdir (and, to build, the host's build facts)."""
+        self.probes[t.name] = workdirs.probe(t, facts=build, venv=self.venv(t.host))
+        return self.probes[t.name]
+
+    def venv(self, host):
+        return self.inv.host_path(host, self.inv.paths.venv)
+
+    def build(self, t) -> str:
+        """make -C remap on this host and record the deploy; the sha256 of the library built."""
+        self.progress.set(t.name, "building remap")
+        done = t.run_template("build.sh.j2", timeout=self.timeout, check=True, workdir=t.host.workdir,
+                              venv=self.venv(t.host), hash=self.digest)
+        return remote.parse_kv(done.stdout).get("lib", "")
+
+    def install(self, t, sha: str, incoming: bool) -> None:
+        t.run_template("install_lib.sh.j2", timeout=60, check=True, workdir=t.host.workdir, sha=sha,
+                       incoming=incoming, hash=self.digest, marker=MARKER)
+
+
+def _guarded(progress: Progress, fn):
+    def run(t, *args):
+        try:
+            return fn(t, *args)
+        except remote.RemoteError as e:
+            progress.set(t.name, f"failed: {e.kind}")
+            raise
+    return run
+
+
 def deploy(inv, *, root: pathlib.Path = PACKAGE_ROOT, force: bool = False, build: bool = True,
            limit: int = remote.DEFAULT_LIMIT, timeout: float | None = 1800, adopt: bool = False,
            console: Console | None = None) -> list[remote.HostResult]:
-    """Sync + build on every host of `inv`; returns one HostResult per host (value: 'unchanged'|'deployed').
-
-    Every host's workdir is probed first (launcher/workdirs.py); a workdir deploy must not replace is
-    refused (UserError) before anything is written anywhere."""
+    """Sync + build on every host of `inv`; one HostResult per host (value: 'unchanged', 'deployed',
+    'deployed (built remap)', 'deployed (remap from HOST)' or 'deployed (remap unchanged)'). SSH hosts share one OpenSSH connection
+    per host for every step; hosts with the same build key share one remap build (launcher/buildshare.py).
+    Every workdir is probed first (read-only); one deploy must not replace is refused (UserError) before
+    anything is written anywhere (launcher/workdirs.py)."""
     console = console or report.console()
-    root = pathlib.Path(root).resolve()
-    extra = inventory_excludes(inv, root)
-    digest = content_hash(root, extra)
-    ts = remote.targets(inv.hosts)
-    try:
-        probes = remote.fan_out(ts, workdirs.probe, limit=limit, timeout=120)
-        syncing = [t for t in ts if not (t.is_local and _same_dir(t.host.workdir, root))]
+    progress = Progress(inv.hosts, console)
+    job = _Deploy(inv, pathlib.Path(root).resolve(), force, timeout, progress)
+    with Multiplexer() as mux:
+        ts = {h.name: mux.target(h) for h in inv.hosts}
+        probes = remote.fan_out(list(ts.values()), lambda t: job.probe(t, build), limit=limit, timeout=120)
+        syncing = [t for t in ts.values() if not job.in_place(t)]
         _refuse(inv, syncing, probes, adopt=adopt, force=force)
         if adopt:
-            _show_deletions(console, syncing, probes, root, filter_args(extra))
-        ok = {r.host: r.value for r in probes if r.ok}
-        results = _sync_all(inv, [t for t in ts if t.name in ok], ok, root, digest, extra,
-                            force=force, build=build, limit=limit, timeout=timeout, console=console)
-    finally:
-        remote.close_all(ts)
-    by_name = {r.host: r for r in probes if not r.ok}
-    by_name.update({r.host: r for r in results})
-    return [by_name[t.name] for t in ts]
+            _show_deletions(console, syncing, probes, job.root, filter_args(job.extra))
+        ok = [ts[r.host] for r in probes if r.ok]
+        with Live(progress, console=console, refresh_per_second=4, transient=False):
+            results = _sync_and_build(job, ok, build, limit, timeout, progress)
+    results.update({r.host: r for r in probes if not r.ok})
+    return [results[h.name] for h in inv.hosts]
+
+
+def _sync_and_build(job, ts: list, build: bool, limit, timeout, progress) -> dict:
+    first = remote.fan_out(ts, _guarded(progress, lambda t: job.sync(t, build)), limit=limit, timeout=timeout)
+    by_name = {t.name: t for t in ts}
+    results = {r.host: r for r in first}
+    facts = {r.host: r.value for r in first if r.ok and isinstance(r.value, dict)}
+    if facts:
+        results.update(buildshare.share({n: by_name[n] for n in facts}, facts, job.sources,
+                                        _guarded(progress, job.build), job.install, progress, timeout))
+    for name in facts:
+        progress.set(name, "done" if results[name].ok else f"failed: {results[name].kind}")
+    return results
 
 
 def _refuse(inv, syncing: list, probes: list, *, adopt: bool, force: bool) -> None:
@@ -161,36 +240,3 @@ def _show_deletions(console, syncing: list, probes: list, root, filters) -> None
                       + (":" if names else ""), markup=False, highlight=False)
         for name in names:
             console.print(f"  {name}", markup=False, highlight=False)
-
-
-def _sync_all(inv, ts, probes: dict, root, digest, extra, *, force, build, limit, timeout, console):
-    progress = Progress([t.host for t in ts], console)
-
-    def one(t: remote.Target):
-        host = t.host
-        progress.set(t.name, "connecting")
-        if probes[t.name].get("hash") == digest and not force:
-            progress.set(t.name, "unchanged")
-            return "unchanged"
-        same = t.is_local and _same_dir(host.workdir, root)
-        if not same:
-            progress.set(t.name, "syncing")
-            workdirs.claim(t)
-            t.rsync_up(f"{root}/", HostPath(str(host.workdir).rstrip("/") + "/"),
-                       args=["--delete", *filter_args(extra)], what="syncing the code", timeout=timeout)
-        if build:
-            progress.set(t.name, "building remap")
-            t.run_template("build.sh.j2", timeout=timeout, check=True, workdir=host.workdir,
-                           venv=inv.host_path(host, inv.paths.venv), hash=None if same else digest)
-        progress.set(t.name, "done")
-        return "deployed"
-
-    def guarded(t):
-        try:
-            return one(t)
-        except remote.RemoteError as e:
-            progress.set(t.name, f"failed: {e.kind}")
-            raise
-
-    with Live(progress, console=console, refresh_per_second=4, transient=False):
-        return remote.fan_out(ts, guarded, limit=limit, timeout=timeout)

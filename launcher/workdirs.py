@@ -23,9 +23,10 @@ HASH_MARKER = ".mae-launch-deploy"
 KEPT_NAMES = {".venv", "venv", "data", "output", "runs"}  # first components the deny-list keeps
 
 
-def probe(t: remote.Target) -> dict:
+def probe(t: remote.Target, facts: bool = False, venv=None) -> dict:
+    """What the workdir is (read-only); with `facts`, what a remap build there depends on."""
     done = t.run_template("deploy_probe.sh.j2", timeout=remote.connect_timeout(t.host) + 30, check=True,
-                          workdir=t.host.workdir, owner_marker=OWNER_MARKER)
+                          workdir=t.host.workdir, owner_marker=OWNER_MARKER, facts=facts, venv=venv)
     return remote.parse_kv(done.stdout)
 
 

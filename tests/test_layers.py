@@ -20,6 +20,7 @@ LAYERS = [
     ["supervise"],                                             # follow a run, fail fast
     ["hostops", "artifacts", "deploy", "check"],               # operations on hosts
     ["workdirs"],                                              # is a workdir ours to replace?
+    ["buildshare", "openssh"],                                 # compile once; multiplexed OpenSSH
     ["plan"],                                                  # inventory x job x run -> JobPlan
     ["backends"],
     ["backends.torchrun", "backends.poprun", "backends.single"],

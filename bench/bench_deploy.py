@@ -1,0 +1,138 @@
+"""Deploy against the lean parallel OpenSSH loop, on the loopback sshd cluster (tests/cluster.py).
+
+For each host count (default 8 and 32), in one run:
+  - fresh: empty workdirs holding only the remap build products of this checkout (as after an
+    earlier build), then `mae-launch deploy` and, on identical workdirs, the baseline: `xargs -P N`
+    over bench/lean_deploy.sh (OpenSSH rsync of the project, then `make -C remap` over ssh);
+  - no-change: both again, on the deployed workdirs.
+Then a cold deploy (no remap build anywhere) to 1 host and to 3 hosts.
+Figures are the best of --repeat runs; ratios are mae-launch / baseline (below 1: mae-launch faster).
+
+Usage: .venv/bin/python bench/bench_deploy.py [--hosts 8,32] [--repeat 2] [--no-cold] [--json FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+from cluster import Cluster  # noqa: E402
+from cluster_fixtures import seed_remap_build  # noqa: E402
+
+CLI = [str(ROOT / ".venv" / "bin" / "python"), "-m", "launcher"]
+VENV = ROOT / ".venv"
+
+
+def _timed(argv, **kw) -> float:
+    t = time.perf_counter()
+    p = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, **kw)
+    took = time.perf_counter() - t
+    if p.returncode != 0:
+        raise SystemExit(f"{argv[:4]} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
+    return took
+
+
+def _reset(hosts, seed: bool) -> None:
+    for h in hosts:
+        shutil.rmtree(h.workdir, ignore_errors=True)
+        h.workdir.mkdir(parents=True)
+        if seed:
+            seed_remap_build(h.workdir)
+
+
+def _deploy(inv) -> float:
+    return _timed(CLI + ["deploy", "-i", str(inv), "--source", str(SRC)],
+                  env=dict(os.environ, COLUMNS="200"))
+
+
+def _lean(cluster, hosts, table: pathlib.Path) -> float:
+    table.write_text("".join(f"{h.address} {h.port} {cluster.client_key} {cluster.known_hosts} {SRC} "
+                             f"{h.workdir} {VENV}\n" for h in hosts))
+    with open(table) as f:
+        return _timed(["xargs", "-P", str(len(hosts)), "-L", "1", "bash", str(ROOT / "bench" / "lean_deploy.sh")],
+                      stdin=f)
+
+
+def _pair(cluster, hosts, inv, tmp, repeat: int) -> dict:
+    out = {}
+    for label, fresh in (("fresh", True), ("no-change", False)):
+        best = {"mae-launch": [], "lean": []}
+        for _ in range(repeat):
+            for who in ("mae-launch", "lean"):
+                if fresh:
+                    _reset(hosts, seed=True)
+                elif who == "lean":
+                    pass  # the deployed workdirs of the mae-launch run: nothing left to do
+                secs = _deploy(inv) if who == "mae-launch" else _lean(cluster, hosts, tmp / "hosts.txt")
+                if fresh and who == "lean":
+                    _reset(hosts, seed=True)
+                    _deploy(inv)  # leave deployed workdirs for the no-change pass
+                best[who].append(secs)
+        out[label] = {k: min(v) for k, v in best.items()}
+    return out
+
+
+def _cold(cluster, tmp) -> dict:
+    data = cluster.inventory_data()["hosts"]
+    res = {}
+    for n in (1, 3):
+        hosts = cluster.hosts[:n]
+        _reset(hosts, seed=False)
+        inv = cluster.write_inventory(tmp / f"cold{n}.yml", hosts=data[:n])
+        res[n] = _deploy(inv)
+        print(f"cold deploy to {n} host(s): {res[n]:.1f} s", flush=True)
+    return res
+
+
+def main() -> int:
+    global SRC
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hosts", default="8,32")
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--no-cold", action="store_true")
+    ap.add_argument("--json", default=None, help="also write the figures to this file")
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sizes = [int(x) for x in args.hosts.split(",")]
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-deploy-"))
+    cluster = Cluster(tmp / "cluster", max(sizes + [3])).up()
+    figures = {"cpus": os.cpu_count(), "load": os.getloadavg()[0], "deploy": {}}
+    try:
+        from launcher import deploy
+        SRC = tmp / "source"
+        subprocess.run(["rsync", "-a", *deploy.filter_args(), f"{ROOT}/", f"{SRC}/"], check=True)
+        subprocess.run(["make", "-C", str(ROOT / "remap"), f"PYTHON={VENV / 'bin' / 'python'}"],
+                       check=True, capture_output=True)
+        data = cluster.inventory_data()["hosts"]
+        for n in sizes:
+            inv = cluster.write_inventory(tmp / f"inv{n}.yml", hosts=data[:n])
+            figures["deploy"][n] = _pair(cluster, cluster.hosts[:n], inv, tmp, args.repeat)
+            for label, v in figures["deploy"][n].items():
+                print(f"{n:3d} hosts {label:<9}  mae-launch {v['mae-launch']:6.2f} s   lean loop {v['lean']:6.2f} s"
+                      f"   ratio {v['mae-launch'] / v['lean']:.2f}", flush=True)
+        if not args.no_cold:
+            figures["cold"] = _cold(cluster, tmp)
+            print(f"cold deploy 3 hosts / 1 host: {figures['cold'][3] / figures['cold'][1]:.2f}")
+    finally:
+        cluster.down()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(figures, indent=1))
+    return 0
+
+
+SRC = pathlib.Path()
+
+if __name__ == "__main__":
+    sys.exit(main())

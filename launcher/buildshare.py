@@ -1,0 +1,100 @@
+"""Compile once: hosts whose remap build would be the same share one build.
+
+A build depends on the remap sources (the same everywhere after a sync), the CPU architecture, the
+compiler, the Python and torch of the host's venv and whether CUDA kernels are built. Hosts are grouped
+by a key over those facts (templates/build_facts.sh.j2). In each group one host runs `make -C remap`;
+the others receive its library, relayed through this machine by rsync and checked by sha256 on arrival
+(templates/install_lib.sh.j2). A host whose facts are not all known builds for itself.
+"""
+from __future__ import annotations
+
+import hashlib
+import pathlib
+import tempfile
+
+from launcher import remote
+
+FACTS = ("arch", "cxx", "python", "torch", "cuda")
+LIB = "remap/remap_ops.so"
+
+
+def sources_digest(root: pathlib.Path, names: list) -> str:
+    """sha256 over the remap files among `names` (paths relative to `root`, as deploy sends them)."""
+    h = hashlib.sha256()
+    for name in sorted(n for n in names if n.startswith("remap/") and (root / n).is_file()):
+        h.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def build_key(facts: dict, sources: str, host: str) -> str:
+    """The key of a host's build; a host with an unknown fact gets a key of its own."""
+    if not all(facts.get(k) for k in FACTS if k != "cuda"):
+        return f"own:{host}"
+    return hashlib.sha256("\0".join([sources] + [facts.get(k, "") for k in FACTS]).encode()).hexdigest()
+
+
+def groups(facts: dict, sources: str) -> list[list[str]]:
+    """Host names grouped by build key, in the order given; the first of each group builds."""
+    out: dict[str, list] = {}
+    for name, f in facts.items():
+        out.setdefault(build_key(f, sources, name), []).append(name)
+    return list(out.values())
+
+
+def _relay(leader: remote.Target, lib_sha: str, followers: list, install, timeout) -> list:
+    """Copy the leader's library to each follower that lacks it; results per follower."""
+    with tempfile.TemporaryDirectory(prefix="mae-launch-remap-") as tmp:
+        local = pathlib.Path(tmp) / "remap_ops.so"
+        leader.rsync_down(f"{leader.host.workdir}/{LIB}", local, what="fetching the remap build", timeout=timeout)
+        if hashlib.sha256(local.read_bytes()).hexdigest() != lib_sha:
+            raise remote.RemoteError(leader.name, "failed", "the remap library changed while it was fetched")
+
+        def push(t):
+            t.rsync_up(local, f"{t.host.workdir}/{LIB}.incoming", what="sending the remap build", timeout=timeout)
+            install(t, lib_sha, True)
+            return f"deployed (remap from {leader.name})"
+
+        return remote.fan_out(followers, push, timeout=timeout)
+
+
+def share(ts: dict, facts: dict, sources: str, build, install, progress, timeout=None) -> dict:
+    """Build once per group and give the others the library.
+
+    build(t) -> lib sha256 builds on host t (and records the deploy there); install(t, sha, incoming)
+    puts a received library in place (incoming) or only records the deploy. Returns name -> HostResult."""
+    results: dict = {}
+    plan = groups(facts, sources)
+    for r in remote.fan_out([ts[g[0]] for g in plan], build, timeout=timeout):
+        results[r.host] = r
+    shas = {name: r.value for name, r in results.items()}
+    for group in plan:
+        leader = results[group[0]]
+        followers = [ts[n] for n in group[1:]]
+        if not followers:
+            continue
+        if not leader.ok:
+            for t in followers:
+                results[t.name] = remote.HostResult(t.name, False, None, f"the build on {leader.host} failed", "failed")
+            continue
+        have = [t for t in followers if facts[t.name].get("lib") == leader.value]
+
+        def record(t, sha=leader.value):
+            install(t, sha, False)
+            return "deployed (remap unchanged)"
+
+        for r in remote.fan_out(have, record, timeout=timeout):
+            results[r.host] = r
+        need = [t for t in followers if t not in have]
+        for t in need:
+            progress.set(t.name, f"receiving remap from {leader.host}")
+        if need:
+            try:
+                for r in _relay(ts[leader.host], leader.value, need, install, timeout):
+                    results[r.host] = r
+            except remote.RemoteError as e:
+                for t in need:
+                    results[t.name] = remote.HostResult(t.name, False, None, e.message, e.kind, e.tail)
+    for name, sha in shas.items():
+        if results[name].ok:
+            results[name].value = "deployed (built remap)"
+    return results

@@ -1,0 +1,75 @@
+"""Compile once on the real sshd cluster: hosts with the same build key share one remap build.
+
+The project sent is a small stand-in tree whose remap/Makefile records each build it runs, so the test
+sees exactly which hosts compiled; the library travels from the building host to the others and is
+checked by sha256 on arrival.
+"""
+import hashlib
+
+import pytest
+
+from cluster_fixtures import run_cli, tiny_jobs
+from launcher import buildshare
+
+LOG = "remap/build/builds.log"  # remap/build/ is never synced, so --delete leaves it
+MAKEFILE = """\
+remap_ops.so: remap_ops/op.cpp
+\tcat remap_ops/op.cpp > remap_ops.so
+\tuname -m >> remap_ops.so
+\tmkdir -p build && echo built >> build/builds.log
+"""
+
+
+def _project(tmp_path, version: str):
+    src = tmp_path / "project"
+    (src / "remap" / "remap_ops").mkdir(parents=True, exist_ok=True)
+    (src / "remap" / "Makefile").write_text(MAKEFILE)
+    (src / "remap" / "remap_ops" / "op.cpp").write_text(f"// op {version}\n")
+    (src / "README.md").write_text(f"stand-in project {version}\n")
+    return src
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.cluster
+def test_three_hosts_compile_once_and_receive_the_library(cluster, tmp_path):
+    hosts = cluster.inventory_data()["hosts"]
+    workdirs = [cluster.hosts[i].dir / f"stub-{tmp_path.name}" for i in range(3)]
+    for h, w in zip(hosts, workdirs):
+        h["workdir"] = str(w)
+    inv = cluster.write_inventory(tmp_path / "inv.yml", hosts=hosts, jobs=tiny_jobs())
+    src = _project(tmp_path, "v1")
+
+    p = run_cli(["deploy", "-i", inv, "--source", src], timeout=300, check=0)
+    builds = [(w / LOG).read_text().count("built") if (w / LOG).exists() else 0 for w in workdirs]
+    assert builds == [1, 0, 0], p.stdout                  # one host compiled
+    libs = [w / "remap" / "remap_ops.so" for w in workdirs]
+    assert len({_sha(lib) for lib in libs}) == 1          # the others hold the same library
+    assert p.stdout.count("remap from host0") == 2 and "built remap" in p.stdout
+    assert all((w / ".mae-launch-deploy").read_text().strip() for w in workdirs)
+    assert not any((w / "remap" / "remap_ops.so.incoming").exists() for w in workdirs)
+
+    p = run_cli(["deploy", "-i", inv, "--source", src], timeout=300, check=0)  # nothing changed
+    assert p.stdout.count("unchanged") >= 3 and (workdirs[0] / LOG).read_text().count("built") == 1
+
+    (src / "README.md").write_text("a change outside remap\n")   # code changes, the op does not
+    p = run_cli(["deploy", "-i", inv, "--source", src], timeout=300, check=0)
+    assert p.stdout.count("remap unchanged") == 2, p.stdout
+    assert (workdirs[0] / LOG).read_text().count("built") == 1  # make found nothing to do
+
+    (src / "remap" / "remap_ops" / "op.cpp").write_text("// op v2\n")     # the op changes
+    p = run_cli(["deploy", "-i", inv, "--source", src], timeout=300, check=0)
+    assert (workdirs[0] / LOG).read_text().count("built") == 2
+    assert len({_sha(lib) for lib in libs}) == 1 and b"op v2" in libs[2].read_bytes()
+
+
+def test_build_keys_group_only_identical_builds():
+    base = {"arch": "x86_64", "cxx": "g++ 12.2", "python": "python3.11", "torch": "torch-2.14.1.dist-info",
+            "cuda": "0"}
+    facts = {"a": base, "b": dict(base), "c": dict(base, arch="aarch64"), "d": dict(base, torch=""),
+             "e": dict(base, cuda="1"), "f": dict(base)}
+    assert buildshare.groups(facts, "src1") == [["a", "b", "f"], ["c"], ["d"], ["e"]]
+    assert buildshare.build_key(base, "src1", "a") != buildshare.build_key(base, "src2", "a")
+    assert buildshare.build_key(facts["d"], "src1", "d").startswith("own:")  # unknown torch: builds itself
