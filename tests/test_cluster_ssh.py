@@ -28,9 +28,9 @@ def test_multi_hop_proxy_jump_on_paramiko_and_rsync(cluster, deployed, project_s
     assert [a - b for a, b in zip(after, before)] == [1, 1, 1]  # one login on each hop, then the host
     d = run_cli(["deploy", "-i", inv, "--no-build", "--force", "--source", project_source], timeout=180)
     assert d.returncode == 0, d.stdout + d.stderr
-    # the probe (paramiko) and rsync (OpenSSH, nested ProxyCommands) each went through both hops
+    # deploy's one OpenSSH connection (nested ProxyCommands) went through both hops
     again = (_accepted(first), _accepted(second), _accepted(target))
-    assert [a - b for a, b in zip(again, after)] == [2, 2, 2]
+    assert [a - b for a, b in zip(again, after)] == [1, 1, 1]
 
 
 def test_marker_lines_in_known_hosts_are_honoured_per_host(cluster, deployed, tmp_path):
@@ -105,7 +105,9 @@ def test_a_host_that_never_speaks_fails_within_the_connect_timeout(silent_invent
     out = p.stdout + p.stderr
     print(f"{command[0]} against a silent host: rc {p.returncode} in {seconds:.1f} s")
     assert p.returncode == 1
-    assert "silent" in out and f"cannot connect to {silent.address}:{silent.port}" in " ".join(out.split())
+    words = " ".join(out.split())
+    assert "silent" in out and "cannot connect" in words  # paramiko (check) names the address, OpenSSH (deploy) the host
+    assert command[0] == "deploy" or f"cannot connect to {silent.address}:{silent.port}" in words
     assert "Traceback" not in out and "Error reading SSH protocol banner" not in out, out  # paramiko kept quiet
     assert seconds < 3 + 12, seconds  # connect_timeout + the command's own start-up on a loaded machine
 
