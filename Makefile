@@ -28,7 +28,9 @@ $(PY):
 install: $(PY)
 	$(PY) -m pip install --quiet -e '.[test]'
 
+# tests/prereqs.py: as root, installs what the cluster tests need (apt-get); otherwise says how
 test: install
+	$(PY) tests/prereqs.py
 	$(PY) -m pytest
 
 test-fast: $(PY)

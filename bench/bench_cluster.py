@@ -8,9 +8,9 @@ Measures, with the real `mae-launch` command line:
   - launch latency: command -> first training step on all ranks (3 hosts x 1 rank; rank 0 prints the
     step after the all-reduce of every rank's gradients);
   - fail-fast latency: SIGKILL of rank 1 -> every process of the run gone on every host, and -> the
-    command has exited with the failure reported.
+    command has exited with the failure reported, on 3 hosts and on 8 (--failfast-hosts).
 
-Usage: .venv/bin/python bench/bench_cluster.py [--hosts 1,2,4,8] [--cold] [--skip-run]
+Usage: .venv/bin/python bench/bench_cluster.py [--hosts 1,2,4,8] [--failfast-hosts 3,8] [--cold] [--skip-run]
 """
 from __future__ import annotations
 
@@ -57,13 +57,15 @@ def main() -> int:
     ap.add_argument("--hosts", default="1,2,4,8")
     ap.add_argument("--cold", action="store_true", help="also time a from-scratch remap build on 1 host")
     ap.add_argument("--skip-run", action="store_true", help="only the deploy figures")
+    ap.add_argument("--failfast-hosts", default="3,8", help="host counts of the fail-fast measurement")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the daemons on a plain kill
     sizes = [int(x) for x in args.hosts.split(",")]
+    failfast_sizes = [int(x) for x in args.failfast_hosts.split(",")]
     from launcher import deploy
 
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-cluster-"))
-    cluster = Cluster(tmp / "cluster", max(sizes + [3])).up()
+    cluster = Cluster(tmp / "cluster", max(sizes + failfast_sizes + [3])).up()
     runs_env = {"MAE_LAUNCH_RUNS_DIR": str(tmp / "runs")}
     figures = []
     try:
@@ -111,23 +113,8 @@ def main() -> int:
             print(f"launch latency: {launch:.2f} s", flush=True)
             cli(["stop", latency_id], env=runs_env)
             proc.wait(60)
-            # fail-fast latency
-            rank0 = cluster.hosts[0].workdir / "runs" / failfast_id / "pretrain.rank0.log"
-            proc = subprocess.Popen(CLI + ["pretrain", "-i", str(inv3), "--run-id", failfast_id, "--poll", "0.5"],
-                                    cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    env=dict(os.environ, OMP_NUM_THREADS="1", **runs_env))
-            wait_for(lambda: re.search(STEP.format(2), _read(rank0)), 600, 0.05)
-            pid = _rank_pid(failfast_id, "host1")
-            t0 = time.perf_counter()
-            os.kill(pid, signal.SIGKILL)
-            others = [p for p in run_processes(failfast_id) if p != pid]
-            wait_for(lambda: not any(_alive(p) for p in others), 120, 0.02)
-            gone = time.perf_counter() - t0
-            out, _ = proc.communicate(timeout=120)
-            exited = time.perf_counter() - t0
-            assert "earliest failure: host host1 rank 1" in out, out
-            figures.append(("fail-fast: rank killed -> all processes of the run gone, 3 hosts", gone))
-            figures.append(("fail-fast: rank killed -> command exited with the failure reported", exited))
+            for n in failfast_sizes:
+                figures += _failfast(cluster, tmp, n, all_hosts, jobs, runs_env, token)
     finally:
         cluster.down()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -135,6 +122,34 @@ def main() -> int:
     for name, secs in figures:
         print(f"  {name:<75} {secs:7.2f} s")
     return 0
+
+
+def _failfast(cluster, tmp, n, all_hosts, jobs, runs_env, token) -> list:
+    """SIGKILL of rank 1 (host1) of an n-host run -> every process gone; -> the command has exited."""
+    for h in cluster.hosts[:n]:  # every host runs the code: deploy to the ones not deployed yet
+        if not (h.workdir / "launcher").is_dir():
+            seed_remap_build(h.workdir)
+    inv = cluster.write_inventory(tmp / f"failfast{n}.yml", hosts=all_hosts[:n], jobs=jobs)
+    cli(["deploy", "-i", inv, "--source", tmp / "source"])
+    run_id = f"failfast{n}-{token}"
+    rank0 = cluster.hosts[0].workdir / "runs" / run_id / "pretrain.rank0.log"
+    proc = subprocess.Popen(CLI + ["pretrain", "-i", str(inv), "--run-id", run_id, "--poll", "0.5"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1", **runs_env))
+    wait_for(lambda: re.search(STEP.format(2), _read(rank0)), 900, 0.05)
+    pid = _rank_pid(run_id, "host1")
+    t0 = time.perf_counter()
+    os.kill(pid, signal.SIGKILL)
+    others = [p for p in run_processes(run_id) if p != pid]
+    wait_for(lambda: not any(_alive(p) for p in others), 120, 0.02)
+    gone = time.perf_counter() - t0
+    out, _ = proc.communicate(timeout=120)
+    exited = time.perf_counter() - t0
+    assert "earliest failure: host host1 rank 1" in out, out
+    line = next((ln.strip() for ln in out.splitlines() if "earliest failure" in ln), "")
+    print(f"fail-fast {n} hosts: gone {gone:.2f} s, exited {exited:.2f} s; printed: {line}", flush=True)
+    return [(f"fail-fast: rank killed -> all processes of the run gone, {n} hosts", gone),
+            (f"fail-fast: rank killed -> command exited with the failure reported, {n} hosts", exited)]
 
 
 def _alive(pid: int) -> bool:

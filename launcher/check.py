@@ -2,12 +2,19 @@
 from __future__ import annotations
 
 import collections
+import shutil
 
 from rich.markup import escape
 
 from launcher import layout, provision, remote
 
-CHECKS = ("ssh", "workdir", "setup", "venv", "torch", "timm", "compiler", "disk", "launcher", "data", "port")
+CHECKS = ("ssh", "workdir", "setup", "venv", "torch", "timm", "compiler", "rsync", "disk", "launcher", "data", "port")
+
+
+def local_problems() -> list[str]:
+    """What this machine lacks to deploy and copy checkpoints (rsync, ssh), as sentences."""
+    return [f"{tool} is missing on this machine; install it (Debian/Ubuntu: apt-get install {package})"
+            for tool, package in (("rsync", "rsync"), ("ssh", "openssh-client")) if shutil.which(tool) is None]
 
 
 def run_checks(inv, min_free_gb: float = 2.0, limit: int = remote.DEFAULT_LIMIT, timeout: float = 120):
@@ -55,6 +62,7 @@ def run_checks(inv, min_free_gb: float = 2.0, limit: int = remote.DEFAULT_LIMIT,
                 row[k] = (True, v)
             del common
         row["compiler"] = (kv.get("compiler") == "ok", kv.get("compiler", "?"))
+        row["rsync"] = (kv.get("rsync") == "ok", kv.get("rsync", "?"))
         free = kv.get("free_kb", "")
         if free.isdigit():
             gb = int(free) / 1024 / 1024

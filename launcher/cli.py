@@ -2,7 +2,8 @@
 
 Commands are defined in `launcher/cli_<topic>.py` (parse options, call one orchestration function,
 print) and added here explicitly. Every `UserError` becomes one line `error: <message>` on stderr
-with exit status 2, without a traceback.
+with exit status 2, without a traceback; an inventory with several problems gives one such line per
+problem.
 """
 import sys
 
@@ -23,8 +24,13 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            message = " ".join(str(exc).split()) or exc.__class__.__name__
-            click.echo(f"error: {message}", err=True)
+            problems = getattr(exc, "problems", None) or [str(exc) or exc.__class__.__name__]
+            for line in problems:
+                click.echo(f"error: {' '.join(line.split())}", err=True)
+            sys.exit(2)
+        except click.UsageError as exc:  # a bad option value of a command: one line too
+            name = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
+            click.echo(f"error: {name}{' '.join(exc.format_message().split())}", err=True)
             sys.exit(2)
 
 

@@ -18,7 +18,7 @@ from launcher.inventory import PACKAGE_ROOT
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
 def check(inventory_path, min_free_gb, as_json):
     """Check every host at once: reachable with a verified host key, workdir writable, venv with the
-    same torch and timm everywhere, compiler for remap, free disk, torchrun/poprun, data path,
+    same torch and timm everywhere, compiler for remap, rsync (there and here), free disk, torchrun/poprun, data path,
     rendezvous port free on the controller. Exit status 1 when any check fails.
 
     Example: mae-launch check -i inventories/pod64.yml
@@ -26,32 +26,42 @@ def check(inventory_path, min_free_gb, as_json):
     con = report.console()
     inv = options.load(inventory_path)
     rows, ok = check_mod.run_checks(inv, min_free_gb=min_free_gb)
+    problems = check_mod.local_problems()
+    ok = ok and not problems
     if as_json:
-        click.echo(json.dumps(check_mod.records(rows, ok), indent=1))
+        click.echo(json.dumps({**check_mod.records(rows, ok), "local_problems": problems}, indent=1))
         sys.exit(0 if ok else 1)
     layout.show(con, check_mod.grid(rows))
+    for problem in problems:
+        con.print(f"[red]✗ {problem}[/]")
     con.print("[green]all checks passed[/]" if ok else "[red]some checks failed[/]")
     sys.exit(0 if ok else 1)
 
 
 @click.command()
 @options.inventory_option
-@click.option("--force", is_flag=True, help="Sync and rebuild even where the recorded content hash matches.")
+@click.option("--force", is_flag=True, help="Sync and rebuild even where the recorded content hash matches, "
+              "and even while a run of that workdir is alive.")
+@click.option("--adopt", is_flag=True, help="Take over a non-empty workdir that mae-launch did not create, "
+              "after listing what --delete removes there.")
 @click.option("--no-build", is_flag=True, help="Only sync; do not run `make -C remap` on the hosts.")
 @click.option("--parallel", default=remote.DEFAULT_LIMIT, show_default=True, metavar="N",
               help="Hosts worked on at once.")
 @click.option("--source", type=click.Path(exists=True, file_okay=False), default=None, metavar="DIR",
               help="Project tree to send (default: this checkout).")
-def deploy(inventory_path, force, no_build, parallel, source):
+def deploy(inventory_path, force, adopt, no_build, parallel, source):
     """Copy the project to every host's workdir (rsync, incremental; .gitignore'd files, secrets and
     outputs excluded) and build the remap op there. All or nothing: any failing host fails the command.
+    A workdir that is /, the home directory, or a non-empty directory mae-launch did not create is
+    refused (exit 2) before anything is written.
 
     Example: mae-launch deploy -i inventories/gpu-cluster.yml
     """
     con = report.console()
     inv = options.load(inventory_path)
     kwargs = {"root": pathlib.Path(source)} if source else {}
-    results = deploy_mod.deploy(inv, force=force, build=not no_build, limit=parallel, console=con, **kwargs)
+    results = deploy_mod.deploy(inv, force=force, adopt=adopt, build=not no_build, limit=parallel, console=con,
+                                **kwargs)
     sys.exit(report.print_results(con, f"deploy to {len(results)} host(s)", "deploy", results))
 
 

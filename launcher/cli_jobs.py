@@ -21,7 +21,7 @@ def _common(func):
         options.inventory_option,
         click.option("--run-id", metavar="ID", default=None, help="Run id (default: a new one)."),
         click.option("--detach", is_flag=True, help="Start and return at once; follow later with `logs --follow`."),
-        click.option("--poll", type=click.FloatRange(0.05, 60), default=0.5, show_default=True, metavar="S",
+        click.option("--poll", type=options.Seconds(0.05, 60), default=0.5, show_default=True, metavar="S",
                      help="Seconds between looks at the hosts while following."),
         options.adjust_options,
     ]):
@@ -30,15 +30,25 @@ def _common(func):
 
 
 def _job_command(job: str) -> click.Command:
-    def command(inventory_path, run_id, detach, poll, hosts, excludes, envs, program_args, resume, from_run=None,
-                checkpoint=None):
-        inv = options.load_adjusted(inventory_path, hosts, excludes, envs, program_args, jobs=(job,))
+    def command(inventory_path, run_id, detach, poll, hosts, excludes, envs, program_args, resume,
+                other_inventory, from_run=None, checkpoint=None):
+        if resume is not None:
+            source = click.get_current_context().get_parameter_source("inventory_path")
+            explicit = source not in (None, click.core.ParameterSource.DEFAULT)
+            inv = options.adjust(options.load_for_resume(resume, inventory_path, explicit, other_inventory),
+                                 hosts, excludes, envs, program_args, (job,))
+        else:
+            inv = options.load_adjusted(inventory_path, hosts, excludes, envs, program_args, jobs=(job,))
         sys.exit(orchestrate.run_job(report.console(), inv, job, run_id=run_id, detach=detach, poll=poll,
                                      resume=resume, from_run=from_run, checkpoint=checkpoint, argv=tuple(sys.argv)))
 
     command.__doc__ = HELP[job]
     command = click.option("--resume", metavar="RUN", default=None,
-                           help="Continue run RUN from the last checkpoint in its output directory.")(command)
+                           help="Continue run RUN from the last checkpoint in its output directory, with "
+                                "the inventory it was started with.")(command)
+    command = click.option("--other-inventory", is_flag=True,
+                           help="With --resume: use --inventory even though the run was started with "
+                                "another.")(command)
     if JOB_KINDS[job].consume_flag is not None:
         command = click.option("--from", "from_run", metavar="RUN", default=None,
                                help="Consume the checkpoint of this earlier run.")(command)

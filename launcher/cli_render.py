@@ -20,7 +20,7 @@ def render(job, inventory_path, run_id, commands_only, hosts, excludes, envs, pr
     Nothing is run and no host is contacted. Secret env values never appear: the scripts read them
     from a file the launcher writes at start. Example: mae-launch render pretrain -i pod64
     """
-    inv = options.load_adjusted(inventory_path, hosts, excludes, envs, program_args, jobs=(job,))
+    inv = options.load_adjusted(inventory_path, hosts, excludes, envs, program_args, jobs=(job,), connecting=False)
     run_id = check_run_id(run_id) if run_id is not None else new_run_id()
     plan = plan_job(inv, job, run_id)
     click.echo(f"# job {plan.job} (config {plan.config}) of inventory {inv.name} ({inv.source_path}), run {plan.run_id}")

@@ -6,7 +6,7 @@ import click
 from rich.markup import escape
 
 from launcher import clean as clean_mod
-from launcher import cli_slurm, control, layout, report
+from launcher import cli_slurm, control, layout, options, report
 from launcher.errors import UserError
 from launcher.logs import LogPrinter
 from launcher.runs import RunStore, to_json
@@ -116,7 +116,7 @@ def logs(run_id, job, follow, host_names, lines):
 
 @click.command()
 @RUN_ARG
-@click.option("--grace", default=2.0, show_default=True, type=click.FloatRange(0, 3600),
+@click.option("--grace", default=2.0, show_default=True, type=options.Seconds(0, 3600),
               help="Seconds between SIGTERM and SIGKILL.")
 def stop(run_id, grace):
     """Stop a run on every host: exactly its process groups (SIGTERM, then SIGKILL after --grace),

@@ -10,31 +10,50 @@ from __future__ import annotations
 import hashlib
 import os
 import pathlib
-import subprocess
 
 from rich.console import Console
 from rich.live import Live
 
-from launcher import buildshare, remote, report
+from launcher import buildshare, remote, report, workdirs
+from launcher.errors import UserError
 from launcher.inventory import PACKAGE_ROOT
 from launcher.openssh import Multiplexer
 from launcher.paths import HostPath
 
-MARKER = ".mae-launch-deploy"
-# Never synced, whatever .gitignore says: secrets, outputs, environments, caches, local builds.
-DENY = [".git", ".env", ".env.*", "*.pem", "*.key", "id_*", "/runs/", "/output/", "/data/", "/wheelhouse/", ".venv/",
-        "venv/", "/.cluster/", "/.slurm/", "__pycache__/", "*.pyc", ".pytest_cache/", ".hypothesis/", MARKER,
-        MARKER + ".tmp", "remap/build/", "remap/*.so", "remap/*.o"]
+MARKER = workdirs.HASH_MARKER
+# Never synced, whatever .gitignore says. Inventories (hosts need only the scripts rendered from them,
+# and an inventory may hold secret env values); credentials of every usual kind; private keys by their
+# OpenSSH names (never `id_*`: that would drop source files such as id_utils.py); outputs, environments,
+# caches and local builds; `.git` (a directory, or a worktree's file).
+CREDENTIALS = [".env", ".env.*", ".envrc", ".netrc", ".git-credentials", ".pypirc", ".npmrc", ".aws/",
+               ".ssh/", ".docker/config.json", ".kube/config", "wandb/", "credentials.json", "*.pem", "*.key",
+               "*.p12", "*.pfx", "*.ppk", "*.keytab"]
+KEY_NAMES = ["id_rsa", "id_dsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519", "id_ed25519_sk", "id_xmss"]
+DENY = (["/inventories/", ".git"] + CREDENTIALS + [name + suffix for name in KEY_NAMES for suffix in ("", ".*", "-*")]
+        + ["/runs/", "/output/", "/data/", "/wheelhouse/", ".venv", "venv", "/.cluster/", "/.slurm/", "__pycache__/", "*.pyc",
+           ".pytest_cache/", ".hypothesis/", MARKER, MARKER + ".tmp", "/" + workdirs.OWNER_MARKER,
+           "remap/build/", "remap/*.so", "remap/*.o"])
 
 
-def filter_args() -> list[str]:
-    return [f"--exclude={p}" for p in DENY] + ["--filter=:- .gitignore"]
+def filter_args(extra: tuple = ()) -> list[str]:
+    """rsync filters: the deny-list, then `extra` patterns (an inventory file inside the tree), then .gitignore."""
+    return [f"--exclude={p}" for p in (*DENY, *extra)] + ["--filter=:- .gitignore"]
 
 
-def file_list(root: pathlib.Path) -> list[str]:
+def inventory_excludes(inv, root: pathlib.Path) -> tuple:
+    """The inventory file itself when it lies inside the tree being sent (it is never synced)."""
+    try:
+        rel = pathlib.Path(inv.source_path).resolve().relative_to(root)
+    except (ValueError, OSError):
+        return ()
+    return ("/" + rel.as_posix(),)
+
+
+def file_list(root: pathlib.Path, extra: tuple = ()) -> list[str]:
     """The relative paths rsync would send from `root` (same filters), sorted."""
-    p = subprocess.run(["rsync", "-r", "--list-only", *filter_args(), f"{root}/"],
-                       capture_output=True, text=True, check=True)
+    p = remote.run_local(["rsync", "-r", "--list-only", *filter_args(extra), f"{root}/"], timeout=300, package="rsync")
+    if p.returncode != 0:
+        raise UserError(f"cannot list the files to send from {root}: {remote.tail(p.stderr, 1)}")
     names = []
     for line in p.stdout.splitlines():
         parts = line.split(None, 4)
@@ -73,7 +92,9 @@ class _Deploy:
 
     def __init__(self, inv, root: pathlib.Path, force: bool, timeout, progress: report.Progress):
         self.inv, self.root, self.force, self.timeout, self.progress = inv, root, force, timeout, progress
-        names = file_list(root)
+        self.extra = inventory_excludes(inv, root)
+        self.probes: dict = {}  # host -> what its read-only probe saw (launcher/workdirs.py)
+        names = file_list(root, self.extra)
         self.digest = content_hash(root, names)
         self.sources = buildshare.sources_digest(root, names)
 
@@ -93,8 +114,7 @@ class _Deploy:
         """Probe, then sync: 'unchanged', 'deployed', or (to build) the host's build facts."""
         host = t.host
         self.progress.set(t.name, "connecting")
-        probe = remote.parse_kv(t.run_template("deploy_probe.sh.j2", timeout=60, check=True, workdir=host.workdir,
-                                               facts=build, venv=self.venv(host)).stdout)
+        probe = self.probes[t.name]
         if probe.get("hash") == self.digest and not self.force:
             self.progress.set(t.name, "unchanged")
             return "unchanged"
@@ -106,12 +126,18 @@ class _Deploy:
             self.progress.set(t.name, "done")
             return "deployed"
         self.progress.set(t.name, "syncing")
+        workdirs.claim(t)
         t.rsync_up(f"{self.root}/", HostPath(str(host.workdir).rstrip("/") + "/"),
-                   args=["--delete", *filter_args()], what="syncing the code", timeout=self.timeout)
+                   args=["--delete", *filter_args(self.extra)], what="syncing the code", timeout=self.timeout)
         if not build:
             self.progress.set(t.name, "done")
             return "deployed"
         return {k: probe.get(k, "") for k in (*buildshare.FACTS, "lib")}
+
+    def probe(self, t, build: bool) -> dict:
+        """The read-only look at the workdir (and, to build, the host's build facts)."""
+        self.probes[t.name] = workdirs.probe(t, facts=build, venv=self.venv(t.host))
+        return self.probes[t.name]
 
     def venv(self, host):
         return self.inv.host_path(host, self.inv.paths.venv)
@@ -139,23 +165,59 @@ def _guarded(progress: report.Progress, fn):
 
 
 def deploy(inv, *, root: pathlib.Path = PACKAGE_ROOT, force: bool = False, build: bool = True,
-           limit: int = remote.DEFAULT_LIMIT, timeout: float | None = 1800,
+           limit: int = remote.DEFAULT_LIMIT, timeout: float | None = 1800, adopt: bool = False,
            console: Console | None = None) -> list[remote.HostResult]:
     """Sync + build on every host of `inv`; one HostResult per host (value: 'unchanged', 'deployed',
     'deployed (built remap)', 'deployed (remap from HOST)' or 'deployed (remap unchanged)'). SSH hosts share one OpenSSH connection
-    per host for every step; hosts with the same build key share one remap build (launcher/buildshare.py)."""
+    per host for every step; hosts with the same build key share one remap build (launcher/buildshare.py).
+    Every workdir is probed first (read-only); one deploy must not replace is refused (UserError) before
+    anything is written anywhere (launcher/workdirs.py)."""
     console = console or report.console()
     progress = report.Progress(inv.hosts, console)
     job = _Deploy(inv, pathlib.Path(root).resolve(), force, timeout, progress)
-    with Multiplexer() as mux, Live(progress, console=console, refresh_per_second=4, transient=False):
+    with Multiplexer() as mux:
         ts = {h.name: mux.target(h) for h in inv.hosts}
-        first = remote.fan_out(list(ts.values()), _guarded(progress, lambda t: job.sync(t, build)),
-                               limit=limit, timeout=timeout)
-        results = {r.host: r for r in first}
-        facts = {r.host: r.value for r in first if r.ok and isinstance(r.value, dict)}
-        if facts:
-            results.update(buildshare.share({n: ts[n] for n in facts}, facts, job.sources,
-                                            _guarded(progress, job.build), job.install, progress, timeout))
-        for name in facts:
-            progress.set(name, "done" if results[name].ok else f"failed: {results[name].kind}")
+        probes = remote.fan_out(list(ts.values()), lambda t: job.probe(t, build), limit=limit, timeout=120)
+        syncing = [t for t in ts.values() if not job.in_place(t)]
+        _refuse(inv, syncing, probes, adopt=adopt, force=force)
+        if adopt:
+            _show_deletions(console, syncing, probes, job.root, filter_args(job.extra))
+        ok = [ts[r.host] for r in probes if r.ok]
+        with Live(progress, console=console, refresh_per_second=4, transient=False):
+            results = _sync_and_build(job, ok, build, limit, timeout, progress)
+    results.update({r.host: r for r in probes if not r.ok})
     return [results[h.name] for h in inv.hosts]
+
+
+def _sync_and_build(job, ts: list, build: bool, limit, timeout, progress) -> dict:
+    first = remote.fan_out(ts, _guarded(progress, lambda t: job.sync(t, build)), limit=limit, timeout=timeout)
+    by_name = {t.name: t for t in ts}
+    results = {r.host: r for r in first}
+    facts = {r.host: r.value for r in first if r.ok and isinstance(r.value, dict)}
+    if facts:
+        results.update(buildshare.share({n: by_name[n] for n in facts}, facts, job.sources,
+                                        _guarded(progress, job.build), job.install, progress, timeout))
+    for name in facts:
+        progress.set(name, "done" if results[name].ok else f"failed: {results[name].kind}")
+    return results
+
+
+def _refuse(inv, syncing: list, probes: list, *, adopt: bool, force: bool) -> None:
+    ok = {r.host: r.value for r in probes if r.ok}
+    reasons = [workdirs.refusal(inv, t.host, ok[t.name], adopt=adopt, force=force) for t in syncing if t.name in ok]
+    reasons = [r for r in reasons if r]
+    if reasons:
+        more = f" (and {len(reasons) - 1} more host(s) refused)" if len(reasons) > 1 else ""
+        raise UserError(f"deploy refused, nothing was changed: {reasons[0]}{more}")
+
+
+def _show_deletions(console, syncing: list, probes: list, root, filters) -> None:
+    owned = {r.host for r in probes if r.ok and r.value.get("owned") == "1"}
+    for t in syncing:
+        if t.name in owned:
+            continue
+        names = workdirs.would_delete(t, str(root), filters)
+        console.print(f"{t.name}: adopting {t.host.workdir}; --delete removes {len(names)} file(s)"
+                      + (":" if names else ""), markup=False, highlight=False)
+        for name in names:
+            console.print(f"  {name}", markup=False, highlight=False)

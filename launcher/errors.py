@@ -10,7 +10,14 @@ class UserError(Exception):
 
 
 class InventoryError(UserError):
-    """The inventory file cannot be read, does not match the schema, or describes an impossible job."""
+    """The inventory file cannot be read, does not match the schema, or describes an impossible job.
+
+    It may carry several problems (all found in one reading); str() puts each on its own line and
+    the command line prints each as one `error:` line."""
+
+    def __init__(self, *problems: str):
+        super().__init__("\n".join(problems))
+        self.problems = list(problems)
 
 
 class PlanError(UserError):

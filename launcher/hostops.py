@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import re
 
 from launcher import remote
 from launcher.paths import HostPath
@@ -20,7 +21,7 @@ def targets_for(run, names) -> dict:
     return {n: remote.target(run.host(n)) for n in names}
 
 
-def start_job(plan, ts: dict, limit: int = remote.DEFAULT_LIMIT) -> list:
+def start_job(plan, ts: dict, limit: int = remote.DEFAULT_LIMIT, token: str = "") -> list:
     """Start the plan's script on each of its hosts, detached; value per host: its process-group id."""
     secrets_text = plan.secrets_file_text()
     by_host = {hp.host.name: hp for hp in plan.hosts}
@@ -31,11 +32,29 @@ def start_job(plan, ts: dict, limit: int = remote.DEFAULT_LIMIT) -> list:
                               job=plan.job, workdir=hp.host.workdir, run_dir=hp.run_dir,
                               script=hp.script, script_path=hp.script_path, exit_path=hp.exit_path,
                               pid_path=hp.pid_path, secrets_text=secrets_text,
-                              secrets_path=hp.secrets_path)
+                              secrets_path=hp.secrets_path, token=token)
         kv = remote.parse_kv(done.stdout)
         return int(kv.get("pgid") or kv["pid"])
 
     return remote.fan_out([ts[n] for n in by_host], one, limit=limit, timeout=120)
+
+
+def lock_name(plan) -> str:
+    """The launch lock of a job: its rendezvous port (torchrun) or its V-IPU partition (poprun)."""
+    inv = plan.inventory
+    if plan.mode == "torchrun":
+        name = f"torchrun-port-{inv.network.master_port}"
+    else:
+        name = f"poprun-{inv.cluster.vipu_server_host}-{inv.jobs[plan.job].partition}"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+def lock(plan, run, ts: dict, release: bool = False) -> dict:
+    """Take (or give back) the job's launch lock on the controller; the template's key=value answer."""
+    t = ts[plan.hosts[0].host.name]
+    done = t.run_template("lock.sh.j2", timeout=remote.connect_timeout(t.host) + 30, check=True,
+                          lock_name=lock_name(plan), run_id=run.id, token=run.token, release=release)
+    return remote.parse_kv(done.stdout)
 
 
 def stop_run(run, ts: dict, limit: int = remote.DEFAULT_LIMIT, grace_ms: int = STOP_GRACE_MS) -> list:
@@ -45,7 +64,8 @@ def stop_run(run, ts: dict, limit: int = remote.DEFAULT_LIMIT, grace_ms: int = S
     def one(t):
         jobs = [j.hosts[t.name] for j in run.jobs if t.name in j.hosts]
         done = t.run_template("stop.sh.j2", timeout=grace_ms / 1000 + 20, check=True, run_id=run.id,
-                              host=t.name, pgids=[h.pgid for h in jobs if h.pgid], grace_ms=grace_ms,
+                              host=t.name, token=run.token, pgids=[h.pgid for h in jobs if h.pgid],
+                              grace_ms=grace_ms,
                               jobs=[{"exit_path": h.exit_path, "pid_path": h.pid_path} for h in jobs])
         kv = remote.parse_kv(done.stdout)
         left = int(kv.get("left", "0"))

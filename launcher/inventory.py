@@ -20,13 +20,14 @@ import yaml
 
 from launcher import hostrange, selection, yamlfile
 from launcher.errors import InventoryError, PlanError
-from launcher.messages import Where, schema_error
 from launcher.jobs import JOB_KINDS, JOB_NAMES
+from launcher.messages import Where, duplicate_problems, schema_problems
 from launcher.paths import HostPath
 from launcher.schema import (ClusterSpec, EnvValue, HostSpec, InventorySpec, JobSpec, NetworkSpec,
                              PathsSpec, PoprunSpec, SlurmSpec, SshSettings)
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_HOST_TIMEOUT = 60.0  # a blip (sleep, VPN reconnect) shorter than this never stops a run
 CONFIGS_FILE = PACKAGE_ROOT / "mae" / "configs.yml"
 MASK = "***"
 
@@ -45,6 +46,7 @@ class Host:
     connection: str                  # 'ssh' | 'local'
     workdir: HostPath                # resolved: absolute or ~/...
     slots: Optional[int]
+    host_timeout: float = 60.0       # seconds a running job's host may stay unreachable before the run is stopped
 
     @property
     def is_local(self) -> bool:
@@ -89,6 +91,14 @@ class Inventory:
     @property
     def is_slurm(self) -> bool:
         return self.scheduler == "slurm"
+
+    # problems that matter only to commands that connect (a missing identity_file): see require_local_files
+    local_problems: tuple = field(default=(), repr=False, compare=False)
+
+    def require_local_files(self) -> None:
+        """Refuse (every problem, file:line) when a file this machine needs to connect is missing."""
+        if self.local_problems:
+            raise InventoryError(*self.local_problems)
 
     def host(self, name: str) -> Host:
         for h in self.hosts:
@@ -175,14 +185,15 @@ def _from_data(data, lines: dict, path: Path, config_names) -> Inventory:
     where = Where(path, lines)
     if not isinstance(data, dict):
         raise where.error((), "an inventory is a YAML mapping with at least name, launcher, hosts and jobs")
+    problems = duplicate_problems(where)
     try:
         spec = InventorySpec.model_validate(data)
     except pydantic.ValidationError as exc:
-        raise schema_error(where, exc) from None
+        raise _all(problems + schema_problems(where, exc)) from None
     except (RecursionError, ValueError, TypeError) as exc:  # cyclic aliases and the like
         raise where.error((), f"the inventory cannot be validated ({' '.join(str(exc).split())[:200]})") from None
     configs = known_configs() if config_names is None else config_names
-    return _resolve(spec, path, where, configs)
+    return _resolve(spec, path, where, configs, problems)
 
 
 def _check_scheduler(spec: InventorySpec, where: Where) -> InventorySpec:
@@ -201,81 +212,129 @@ def _check_scheduler(spec: InventorySpec, where: Where) -> InventorySpec:
     return spec.model_copy(update={"hosts": hosts, "slurm": spec.slurm or SlurmSpec()})
 
 
-def _resolve(spec: InventorySpec, path: Path, where: Where, configs) -> Inventory:
+def _all(problems: list) -> InventoryError:
+    """One error carrying every problem, in file order (the line after `file:`)."""
+    def line(text):
+        head = text.split(": ", 1)[0].rsplit(":", 1)
+        return int(head[1]) if len(head) == 2 and head[1].isdigit() else 0
+    return InventoryError(*sorted(dict.fromkeys(problems), key=line))
+
+
+def _collect(problems: list, fn, *args):
+    """fn(*args), or None with its problems added to `problems`."""
+    try:
+        return fn(*args)
+    except InventoryError as exc:
+        problems.extend(exc.problems)
+        return None
+
+
+def _resolve(spec: InventorySpec, path: Path, where: Where, configs, problems: list) -> Inventory:
     spec = _check_scheduler(spec, where)
-    hosts = _resolve_hosts(spec, path, where)
+    before = len(problems)
+    hosts = _resolve_hosts(spec, path, where, problems)
+    if len(problems) > before:  # checks below need every host: they would only add noise
+        raise _all(problems)
     names = [h.name for h in hosts]
     controller = hosts[0]
     if spec.controller is not None:
         if spec.controller not in names:
-            raise where.error(("controller",), f"{spec.controller!r} is not one of the hosts ({', '.join(names)}); name one of them")
-        controller = hosts[names.index(spec.controller)]
+            problems.append(str(where.error(("controller",), f"{spec.controller!r} is not one of the hosts ({', '.join(names)}); name one of them")))
+        else:
+            controller = hosts[names.index(spec.controller)]
     if spec.launcher == "poprun" and spec.cluster is None:
-        raise where.error(("launcher",), "poprun inventories need a `cluster:` section with vipu_server_host; add it")
+        problems.append(str(where.error(("launcher",), "poprun inventories need a `cluster:` section with vipu_server_host; add it")))
     jobs = {}
     for name in JOB_NAMES:
         job_spec = getattr(spec.jobs, f"{name}_")
-        if job_spec is not None:
-            if spec.scheduler == "slurm":
-                jobs[name] = _resolve_job(spec, name, job_spec, spec.slurm.nodes, [], where, configs)
-            else:
-                jobs[name] = _resolve_job(spec, name, job_spec, len(hosts), hosts, where, configs)
-    if not jobs:
-        raise where.error(("jobs",), "no job defined; define at least one of pretrain, finetune, validate")
-    _check_consumes(jobs, where)
+        if job_spec is not None and not (spec.launcher == "poprun" and spec.cluster is None):
+            n_hosts, on = (spec.slurm.nodes, []) if spec.scheduler == "slurm" else (len(hosts), hosts)
+            job = _collect(problems, _resolve_job, spec, name, job_spec, n_hosts, on, where, configs)
+            if job is not None:
+                jobs[name] = job
+    if not jobs and not problems:
+        problems.append(str(where.error(("jobs",), "no job defined; define at least one of pretrain, finetune, validate")))
+    if not problems:
+        _collect(problems, _check_consumes, jobs, where)
+    if problems:
+        raise _all(problems)
     return Inventory(name=spec.name, launcher=spec.launcher, hosts=hosts, controller=controller, ssh=spec.ssh,
                      cluster=spec.cluster, partitions=dict(spec.partitions), paths=spec.paths, network=spec.network,
                      poprun=spec.poprun, env=dict(spec.env), jobs=jobs, source_path=path, spec=spec,
-                     scheduler=spec.scheduler, slurm=spec.slurm)
+                     scheduler=spec.scheduler, slurm=spec.slurm,
+                     local_problems=tuple(_identity_problems(spec, hosts, where)))
 
 
-def _resolve_hosts(spec: InventorySpec, path: Path, where: Where) -> list:
-    hosts, seen, addresses = [], {}, {}
-    base_dir = path.resolve().parent
+def _identity_problems(spec: InventorySpec, hosts: list, where: Where) -> list:
+    """A key file this machine must read to connect, named in the inventory but missing here."""
+    out = []
     for index, hs in enumerate(spec.hosts):
-        loc = ("hosts", index)
-        try:
-            names = hostrange.expand(hs.name)
-        except ValueError as exc:
-            raise where.error(loc + ("name",), str(exc)) from None
-        if hs.address is not None and len(names) > 1:
-            raise where.error(loc + ("address",), f"one address for the {len(names)} hosts of range {hs.name!r}; give each host its own entry")
-        for name in names:
-            if not name or name.startswith("-") or "[" in name or "]" in name or "," in name:
-                raise where.error(loc + ("name",), f"{name!r} is not a usable host name")
-            if name in seen:
-                raise where.error(loc + ("name",), f"host {name!r} is listed twice (first at hosts[{seen[name]}]); remove one")
-            seen[name] = index
+        value = hs.identity_file if hs.identity_file is not None else spec.ssh.identity_file
+        if value is None or hs.connection == "local":
+            continue
+        loc = ("hosts", index, "identity_file") if hs.identity_file is not None else ("ssh", "identity_file")
+        if not Path(os.path.expanduser(value)).is_file():
+            out.append(str(where.error(loc, f"{value!r} does not exist on this machine; "
+                                            "give the path of the private key ssh should use")))
+    return list(dict.fromkeys(out))
 
-            def pick(key):
-                own = getattr(hs, key)
-                return own if own is not None else getattr(spec.ssh, key)
 
-            workdir = hs.workdir if hs.workdir is not None else spec.paths.workdir
-            if hs.connection == "local":
-                workdir = _expand_local(workdir)
-                workdir = HostPath(os.path.normpath(workdir if os.path.isabs(workdir) else base_dir / workdir))
-            elif workdir.startswith("/"):
-                workdir = HostPath(posixpath.normpath(workdir))
-            elif workdir == "~" or workdir.startswith("~/"):
-                workdir = HostPath(workdir)
-            elif workdir.startswith("~"):
-                raise where.error(loc + ("workdir",), f"{workdir!r}: only ~/ (this user's home) is understood; write an absolute path")
-            else:
-                workdir = HostPath(posixpath.normpath("~/" + workdir))
-            address = hs.address or name
-            host = Host(name=name, address=address, port=pick("port"), user=pick("user"),
-                        identity_file=pick("identity_file"), proxy_jump=pick("proxy_jump"),
-                        known_hosts=pick("known_hosts"), host_key_policy=pick("host_key_policy") or "strict",
-                        connect_timeout=pick("connect_timeout"), connection=hs.connection, workdir=workdir,
-                        slots=hs.slots)
-            if not host.is_local:
-                key = (host.address, host.port or 22, host.user)
-                if key in addresses:
-                    raise where.error(loc + ("address" if hs.address else "name",), f"hosts {addresses[key]!r} and {name!r} are the same machine ({address}); list it once")
-                addresses[key] = name
-            hosts.append(host)
+def _resolve_hosts(spec: InventorySpec, path: Path, where: Where, problems: list) -> list:
+    hosts, seen, addresses = [], {}, {}
+    for index, hs in enumerate(spec.hosts):
+        hosts.extend(_collect(problems, _resolve_entry, spec, index, hs, path, where, seen, addresses) or [])
     return hosts
+
+
+def _resolve_entry(spec: InventorySpec, index: int, hs, path: Path, where: Where, seen: dict, addresses: dict) -> list:
+    """The host(s) of one `hosts:` entry (a name range gives several)."""
+    hosts = []
+    loc = ("hosts", index)
+    try:
+        names = hostrange.expand(hs.name)
+    except ValueError as exc:
+        raise where.error(loc + ("name",), str(exc)) from None
+    if hs.address is not None and len(names) > 1:
+        raise where.error(loc + ("address",), f"one address for the {len(names)} hosts of range {hs.name!r}; give each host its own entry")
+    workdir = _workdir(spec, hs, path, where, loc)
+
+    def pick(key):
+        own = getattr(hs, key)
+        return own if own is not None else getattr(spec.ssh, key)
+
+    for name in names:
+        if not name or name.startswith("-") or "[" in name or "]" in name or "," in name:
+            raise where.error(loc + ("name",), f"{name!r} is not a usable host name")
+        if name in seen:
+            raise where.error(loc + ("name",), f"host {name!r} is listed twice (first at hosts[{seen[name]}]); remove one")
+        seen[name] = index
+        address = hs.address or name
+        host = Host(name=name, address=address, port=pick("port"), user=pick("user"),
+                    identity_file=pick("identity_file"), proxy_jump=pick("proxy_jump"),
+                    known_hosts=pick("known_hosts"), host_key_policy=pick("host_key_policy") or "strict",
+                    connect_timeout=pick("connect_timeout"), connection=hs.connection, workdir=workdir,
+                    slots=hs.slots, host_timeout=pick("host_timeout") or DEFAULT_HOST_TIMEOUT)
+        if not host.is_local:
+            key = (host.address, host.port or 22, host.user)
+            if key in addresses:
+                raise where.error(loc + ("address" if hs.address else "name",), f"hosts {addresses[key]!r} and {name!r} are the same machine ({address}); list it once")
+            addresses[key] = name
+        hosts.append(host)
+    return hosts
+
+
+def _workdir(spec: InventorySpec, hs, path: Path, where: Where, loc) -> HostPath:
+    workdir = hs.workdir if hs.workdir is not None else spec.paths.workdir
+    if hs.connection == "local":
+        workdir = _expand_local(workdir)
+        return HostPath(os.path.normpath(workdir if os.path.isabs(workdir) else path.resolve().parent / workdir))
+    if workdir.startswith("/"):
+        return HostPath(posixpath.normpath(workdir))
+    if workdir == "~" or workdir.startswith("~/"):
+        return HostPath(workdir)
+    if workdir.startswith("~"):
+        raise where.error(loc + ("workdir",), f"{workdir!r}: only ~/ (this user's home) is understood; write an absolute path")
+    return HostPath(posixpath.normpath("~/" + workdir))
 
 
 def _resolve_job(spec, name: str, js: JobSpec, n_hosts: int, hosts, where: Where, configs) -> Job:
@@ -389,7 +448,7 @@ def adjust(inv: Inventory, include=(), exclude=(), env=(), args=(), jobs=()) -> 
     if not updates:
         return inv
     try:
-        return _resolve(spec.model_copy(update=updates), inv.source_path, Where(inv.source_path, {}), known_configs())
+        return _resolve(spec.model_copy(update=updates), inv.source_path, Where(inv.source_path, {}), known_configs(), [])
     except InventoryError as err:
         what = str(err).split(": ", 1)[-1]
         chosen = f" on {', '.join(h.name for h in updates['hosts'])}" if "hosts" in updates else ""

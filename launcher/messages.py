@@ -1,8 +1,10 @@
 """Sentences for inventory errors: `file:line: key.path: what is wrong; what to do`.
 
-`Where` knows the file and the line of every key (from launcher/yamlfile.py); `schema_error` turns
-the first pydantic validation error (in file order) into one such sentence.
+`Where` knows the file and the line of every key (from launcher/yamlfile.py); `schema_problems` turns
+every pydantic validation error (in file order) into one such sentence, with a did-you-mean for an
+unknown key.
 """
+import difflib
 import types
 import typing
 from pathlib import Path
@@ -93,33 +95,56 @@ def _short(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 4] + "...'"
 
 
-def schema_error(where: Where, exc: pydantic.ValidationError) -> InventoryError:
+def schema_problems(where: Where, exc: pydantic.ValidationError) -> list:
+    """Every pydantic validation error, in file order, as `file:line: key.path: ...` sentences."""
     errors = exc.errors(include_url=False)
     errors.sort(key=lambda e: yamlfile.line_of(where.lines, [p for p in e["loc"] if p != "[key]"]))
-    first = errors[0]
-    loc = [p for p in first["loc"] if p != "[key]"]
-    kind = first["type"]
+    return [str(where.error([p for p in e["loc"] if p != "[key]"], _describe(e))) for e in errors]
+
+
+def schema_error(where: Where, exc: pydantic.ValidationError) -> InventoryError:
+    return InventoryError(*schema_problems(where, exc))
+
+
+def did_you_mean(word: str, allowed) -> str:
+    close = difflib.get_close_matches(str(word), list(allowed), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _describe(error: dict) -> str:
+    loc = [p for p in error["loc"] if p != "[key]"]
+    kind = error["type"]
     if kind == "extra_forbidden":
         allowed = _allowed_keys(InventorySpec, loc[:-1])
-        msg = "unknown key" + (f"; allowed keys here are {', '.join(allowed)}" if allowed else "; remove it")
-    elif kind == "missing":
-        msg = "this key is required; add it"
-    elif kind == "string_pattern_mismatch" and first.get("input") == "":
-        msg = "must not be empty"
-    elif kind == "string_pattern_mismatch":
-        what = _PATTERN_WORDS.get((first.get("ctx") or {}).get("pattern"), "characters not allowed here")
-        msg = f"{_short(first['input'])} is not {what}"
-    elif kind == "literal_error":
-        msg = first["msg"].replace("Input should be", "must be")
-    elif kind in ("dict_type", "model_type", "model_attributes_type"):
-        msg = "must be a mapping (key: value entries)"
-    elif kind == "too_short":
-        msg = "must not be empty; list at least one item"
-    else:
-        msg = first["msg"].replace("Input should be", "must be")
-        if "[key]" in first["loc"]:
-            msg = f"bad name ({msg})"
-        elif "env" not in loc:  # never echo what may be a secret
-            msg += f" (got {_short(first.get('input'))})"
-    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
-    return where.error(loc, msg + more)
+        hint = did_you_mean(loc[-1], allowed) if allowed else ""
+        return f"unknown key{hint}" + (f" (allowed keys here are {', '.join(allowed)})" if allowed else "; remove it")
+    if kind == "missing":
+        return "this key is required; add it"
+    if kind == "string_pattern_mismatch" and error.get("input") == "":
+        return "must not be empty"
+    if kind == "string_pattern_mismatch":
+        what = _PATTERN_WORDS.get((error.get("ctx") or {}).get("pattern"), "characters not allowed here")
+        return f"{_short(error['input'])} is not {what}"
+    if kind == "literal_error":
+        return error["msg"].replace("Input should be", "must be")
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return "must be a mapping (key: value entries)"
+    if kind == "too_short":
+        return "must not be empty; list at least one item"
+    if kind == "value_error":
+        return str(error["msg"]).removeprefix("Value error, ")
+    msg = error["msg"].replace("Input should be", "must be")
+    if "[key]" in error["loc"]:
+        return f"bad name ({msg})"
+    if "env" not in loc:  # never echo what may be a secret
+        msg += f" (got {_short(error.get('input'))})"
+    return msg
+
+
+def duplicate_problems(where: Where) -> list:
+    """Keys written twice in one mapping (YAML would silently keep the second)."""
+    out = []
+    for key_path, first, again in getattr(where.lines, "duplicates", []):
+        out.append(f"{where.path}:{again}: {_key_path(key_path)}: written twice (lines {first} and {again}); "
+                   "keep one (YAML would silently use the second)")
+    return out

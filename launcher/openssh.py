@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 
 from launcher import remote
+from launcher.errors import UserError
 from launcher.paths import HostPath
 from launcher.ssh import rsync_shell, rsync_spec
 
@@ -59,14 +60,16 @@ def _failure(name: str, stderr: str) -> remote.RemoteError:
 class OpenSshTarget(remote.Target):
     def __init__(self, host, mux: Multiplexer):
         super().__init__(host)
-        shell = shlex.split(rsync_shell(host)[1])
+        options = rsync_shell(host)
+        shell = shlex.split(options[1])
+        self.rsync_extra = options[2:]  # --timeout
         control = ["-o", "ControlMaster=auto", "-o", f"ControlPath={mux.dir}/%C",
                    "-o", f"ControlPersist={PERSIST_S}"]
         self.ssh = shell[:1] + control + shell[1:]
         self.address = rsync_spec(host, "").rstrip(":")
 
     def rsync_args(self) -> list[str]:
-        return ["-e", shlex.join(self.ssh)]
+        return ["-e", shlex.join(self.ssh), *self.rsync_extra]
 
     def remote_path(self, path) -> str:
         text = str(path)
@@ -82,9 +85,9 @@ class OpenSshTarget(remote.Target):
                                    stdout=subprocess.PIPE, stderr=err, timeout=timeout)
             except subprocess.TimeoutExpired as e:
                 raise remote.RemoteError(self.name, "timeout", f"no answer within {timeout:g} s") from e
-            except FileNotFoundError as e:
-                raise remote.RemoteError(self.name, "failed", "ssh is not installed on this machine "
-                                         "(install the openssh-client package)") from e
+            except FileNotFoundError:
+                raise UserError("ssh is not installed on this machine; install it "
+                                "(Debian/Ubuntu: apt-get install openssh-client)") from None
             err.seek(0)
             stderr = err.read().decode(errors="replace")
         if p.returncode == 255:

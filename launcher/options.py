@@ -1,4 +1,5 @@
 """Options shared by mae-launch commands: which inventory, which run id."""
+import math
 import os
 from pathlib import Path
 
@@ -6,8 +7,22 @@ import click
 
 from launcher.errors import UserError
 from launcher.inventory import PACKAGE_ROOT, adjust, load_inventory
+from launcher.plan import check_run_id
+from launcher.runs import RunStore
 
 DEFAULT_INVENTORY = "inventories/local.yml"
+
+
+class Seconds(click.FloatRange):
+    """A finite number of seconds within [min, max] (nan and inf are refused, which FloatRange lets by)."""
+
+    name = "seconds"
+
+    def convert(self, value, param, ctx):
+        rv = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return super().convert(rv, param, ctx)
 
 
 def resolve_inventory_path(value: str) -> Path:
@@ -32,9 +47,29 @@ def inventory_option(func):
         help="Inventory YAML: a path, or a name under the project's inventories/ (e.g. pod64).")(func)
 
 
-def load(inventory_path: str):
-    """Resolve and load the inventory named by --inventory."""
-    return load_inventory(resolve_inventory_path(inventory_path))
+def load_for_resume(run_id: str, inventory_path: str, explicit: bool, other: bool):
+    """The inventory to resume run `run_id` with: the one it was started with (recorded, absolute),
+    unless --inventory names another, which is refused without --other-inventory."""
+    recorded = RunStore().load(check_run_id(run_id)).inventory
+    if not explicit:
+        if not recorded or not Path(recorded).is_file():
+            raise UserError(f"run {run_id} was started with inventory {recorded or '(unrecorded)'}, which is not "
+                            "there any more; name one with --inventory and --other-inventory")
+        return load(recorded)
+    path = resolve_inventory_path(inventory_path)
+    if recorded and str(path.resolve()) != recorded and not other:
+        raise UserError(f"run {run_id} was started with inventory {recorded}, not {path}; resume it with that one "
+                        f"(leave out --inventory), or pass --other-inventory to use {path}")
+    return load(str(path))
+
+
+def load(inventory_path: str, connecting: bool = True):
+    """Resolve and load the inventory named by --inventory. A command that connects to the hosts also
+    needs the local files the inventory names (identity_file): a missing one is refused here."""
+    inv = load_inventory(resolve_inventory_path(inventory_path))
+    if connecting:
+        inv.require_local_files()
+    return inv
 
 
 def adjust_options(func):
@@ -51,6 +86,7 @@ def adjust_options(func):
     return func
 
 
-def load_adjusted(inventory_path: str, hosts=(), excludes=(), envs=(), program_args=(), jobs=()):
+def load_adjusted(inventory_path: str, hosts=(), excludes=(), envs=(), program_args=(), jobs=(),
+                  connecting: bool = True):
     """The inventory named by --inventory, with the launch adjustments applied (and validated)."""
-    return adjust(load(inventory_path), hosts, excludes, envs, program_args, jobs)
+    return adjust(load(inventory_path, connecting), hosts, excludes, envs, program_args, jobs)

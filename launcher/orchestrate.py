@@ -6,6 +6,8 @@ run record is written before a host is touched, and the record's state follows w
 """
 from __future__ import annotations
 
+import contextlib
+
 from typing import Optional
 
 from rich.console import Console
@@ -35,7 +37,7 @@ def _record_job(store: RunStore, run: RunRecord, plan):
 
 def _start(con: Console, store: RunStore, run: RunRecord, plan, job, ts: dict) -> bool:
     """Start the job everywhere; on a partial start, stop what started. True when all started."""
-    results = hostops.start_job(plan, ts)
+    results = hostops.start_job(plan, ts, token=run.token)
     job.started_on({r.host: r.value for r in results if r.ok})
     store.save(run)
     if all(r.ok for r in results):
@@ -46,6 +48,24 @@ def _start(con: Console, store: RunStore, run: RunRecord, plan, job, ts: dict) -
     return False
 
 
+def _take_lock(con: Console, plan, run: RunRecord, ts: dict) -> None:
+    """One launch per rendezvous port / V-IPU partition: refuse while another live run holds it."""
+    controller = plan.hosts[0].host.name
+    try:
+        kv = hostops.lock(plan, run, ts)
+    except remote.RemoteError as e:
+        raise UserError(f"{controller}: cannot take the launch lock: {e.message}") from None
+    what = (f"rendezvous port {plan.inventory.network.master_port}" if plan.mode == "torchrun"
+            else f"V-IPU partition {plan.inventory.jobs[plan.job].partition}")
+    if kv.get("took_over"):
+        con.print(f"note: took over the launch lock of {what} on {controller} from run {kv['took_over']}, "
+                  "which has no live process any more", markup=False, highlight=False)
+    if kv.get("acquired") != "1":
+        raise UserError(f"{controller}: {what} is in use by run {kv.get('held', '?')} (started {kv.get('since', '?')}); "
+                        f"stop it first (mae-launch stop {kv.get('held', 'RUN')}) or choose another "
+                        + ("network.master_port" if plan.mode == "torchrun" else "partition"))
+
+
 def start_and_follow(con: Console, store: RunStore, run: RunRecord, plan, detach: bool = False,
                      poll: float = 0.5) -> int:
     """Record, start and (unless `detach`) follow one planned job; the exit status."""
@@ -53,9 +73,16 @@ def start_and_follow(con: Console, store: RunStore, run: RunRecord, plan, detach
         return slurm_orchestrate.submit_and_follow(con, store, run, [plan], detach, max(poll, 1.0))
     con.print(f"[bold]run {run.id}[/]: {plan.job} on {len(plan.hosts)} host(s) "
               f"({plan.mode}, {plan.world_size} process(es)), output {escape(str(plan.output_dir))}")
-    job = _record_job(store, run, plan)
-    ts = hostops.targets_for(run, run.host_names())
+    ts = {hp.host.name: remote.target(hp.host) for hp in plan.hosts}
     try:
+        try:
+            _take_lock(con, plan, run, ts)
+        except UserError:
+            if not run.jobs:  # a refused first launch leaves no record behind
+                store.discard(run.id)
+            raise
+        job = _record_job(store, run, plan)
+        ts.update(hostops.targets_for(run, [n for n in run.host_names() if n not in ts]))
         if not _start(con, store, run, plan, job, ts):
             return 1
         if detach:
@@ -63,6 +90,8 @@ def start_and_follow(con: Console, store: RunStore, run: RunRecord, plan, detach
             con.print(f"started (process groups {pgids}); follow with: mae-launch logs {run.id} --follow")
             return 0
         outcome = supervise.follow(run, job, ts, con, store, poll=poll)
+        with contextlib.suppress(remote.RemoteError):
+            hostops.lock(plan, run, ts, release=True)
     finally:
         remote.close_all(ts.values())
     if outcome.rc == 0:

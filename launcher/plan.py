@@ -20,7 +20,6 @@ How the job is launched (ranks, the launch command of each host) is the backend'
 for every backend. Facts about job kinds come from launcher/jobs.py.
 """
 
-import re
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -31,8 +30,8 @@ from launcher.inventory import Host, Inventory
 from launcher.jobs import JOB_KINDS
 from launcher.paths import HostPath
 from launcher.render import render_template
+from launcher.runs import RUN_ID, check_run_id  # noqa: F401 (part of this module's API)
 
-RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 RUNS_DIR = "runs"  # relative to the host's workdir; locally, run records live in <repo>/runs too
 
 
@@ -85,12 +84,6 @@ class JobPlan:
         """Content of `HostPlan.secrets_path` (shell assignments, quoted). Empty when no secrets."""
         secrets = self.secrets()
         return render_template("secrets.env.j2", secrets=secrets) if secrets else ""
-
-
-def check_run_id(run_id: str) -> str:
-    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
-        raise PlanError(f"run id {run_id!r} is not usable: use letters, digits, '.', '_' or '-' (up to 100, not starting with '.' or '-')")
-    return run_id
 
 
 def _output_dir(inv: Inventory, host: Host, run_id: str, job: str) -> HostPath:

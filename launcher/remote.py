@@ -24,10 +24,13 @@ from typing import Any, Callable, Iterable
 import paramiko
 from fabric import Connection
 
-from launcher.knownhosts import known_hosts_path
+from launcher import addresses
+from launcher.errors import UserError
+from launcher.knownhosts import KnownHostsError, check_not_revoked, known_hosts_path
 from launcher.paths import HostPath
 from launcher.render import render_template
-from launcher.ssh import rsync_shell, rsync_spec, ssh_connection
+from launcher.ssh import (alive_interval, close_chain, connect_timeout, rsync_shell, rsync_spec,
+                          ssh_connection)
 
 DEFAULT_LIMIT = 32
 CONNECT_RETRIES = 2
@@ -62,6 +65,15 @@ def parse_kv(text: str) -> dict[str, str]:
 def tail(text: str, n: int = 12) -> str:
     """The last `n` lines of `text`."""
     return "\n".join(text.rstrip().splitlines()[-n:])
+
+
+def run_local(argv: list[str], timeout: float | None = None, package: str | None = None, **kwargs):
+    """subprocess.run for a local tool (rsync, ssh); a missing tool is one sentence naming its package."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kwargs)
+    except FileNotFoundError:
+        raise UserError(f"{argv[0]} is not installed on this machine; install it "
+                        f"(Debian/Ubuntu: apt-get install {package or argv[0]})") from None
 
 
 def _rsync_error(name: str, rc: int, stderr: str, what: str) -> RemoteError:
@@ -109,12 +121,9 @@ class Target:
 
     def _rsync(self, argv: list[str], what: str, timeout: float | None) -> None:
         try:
-            p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+            p = run_local(argv, timeout=timeout, package="rsync", stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as e:
             raise RemoteError(self.name, "timeout", f"{what}: rsync did not finish within {timeout:g} s") from e
-        except FileNotFoundError as e:
-            raise RemoteError(self.name, "failed", f"{what}: rsync is not installed on this machine "
-                              "(install the rsync package)") from e
         if p.returncode != 0:
             raise _rsync_error(self.name, p.returncode, p.stderr, what)
 
@@ -156,25 +165,32 @@ class SshTarget(Target):
         with self._lock:
             if self._conn is not None and self._conn.is_connected:
                 return
-            where = f"{self.host.address}" + (f":{self.host.port}" if self.host.port else "")
+            where = (addresses.host_port(self.host.address, self.host.port) if self.host.port
+                     else self.host.address)
             last: Exception | None = None
+            started = time.monotonic()
             for attempt in range(CONNECT_RETRIES + 1):
                 conn = ssh_connection(self.host)
                 try:
                     conn.open()
+                    check_not_revoked(conn)
+                    conn.transport.set_keepalive(alive_interval(self.host))
                     self._conn = conn
                     return
+                except KnownHostsError as e:
+                    close_chain(conn)
+                    raise RemoteError(self.name, "host-key", str(e)) from e
                 except paramiko.BadHostKeyException as e:
-                    conn.close()
+                    close_chain(conn)
                     raise RemoteError(self.name, "host-key",
                                       f"host key for {where} has CHANGED (does not match "
                                       f"{known_hosts_path(self.host.known_hosts)}); refusing to connect — "
                                       "if the host was reinstalled, remove its old line from known_hosts") from e
                 except paramiko.AuthenticationException as e:
-                    conn.close()
+                    close_chain(conn)
                     raise RemoteError(self.name, "auth", f"authentication failed for {where}: {e}") from e
                 except paramiko.SSHException as e:
-                    conn.close()
+                    close_chain(conn)
                     if "not found in known_hosts" in str(e):
                         raise RemoteError(self.name, "host-key",
                                           f"host key for {where} is not in "
@@ -182,16 +198,20 @@ class SshTarget(Target):
                                           "add it with ssh-keyscan after checking it, or use accept-new") from e
                     last = e
                 except (OSError, EOFError, socket.timeout) as e:
-                    conn.close()
+                    close_chain(conn)
                     last = e
-                if attempt < CONNECT_RETRIES:
+                # retry a quick failure (refused, reset); a host that let the timeout run out is not retried
+                if attempt < CONNECT_RETRIES and time.monotonic() - started < connect_timeout(self.host) / 2:
                     time.sleep(0.3 * (attempt + 1))
-            raise RemoteError(self.name, "unreachable", f"cannot connect to {where}: {last}")
+                else:
+                    break
+            reason = str(last) or type(last).__name__
+            raise RemoteError(self.name, "unreachable", f"cannot connect to {where}: {reason}")
 
     def run(self, script, timeout=None, check=False):
         self.connect()
         try:
-            chan = self._conn.client.get_transport().open_session(timeout=10)
+            chan = self._conn.client.get_transport().open_session(timeout=connect_timeout(self.host))
         except (paramiko.SSHException, OSError, EOFError) as e:
             self.close()
             raise RemoteError(self.name, "unreachable", f"connection lost: {e}") from e
@@ -236,12 +256,7 @@ class SshTarget(Target):
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
-                conn.close()
-            except Exception:
-                pass
-            if conn.gateway and not isinstance(conn.gateway, str):
-                conn.gateway.close()
+            close_chain(conn)
 
 
 def target(host) -> Target:
@@ -274,32 +289,41 @@ def fan_out(ts: list[Target], fn: Callable[[Target], Any], *, limit: int = DEFAU
             timeout: float | None = None) -> list[HostResult]:
     """Run fn(target) for every target, at most `limit` at once; one result per target, in order.
 
-    A host still busy after `timeout` seconds is reported as timed out (its connection closed)."""
+    `timeout` bounds each host from the moment its work starts (a host waiting for a free slot is not
+    charged): a host still busy after it is reported as timed out and its connection closed. A
+    UserError (bad local set-up, e.g. rsync missing here) is raised, not charged to a host."""
     results: dict[str, HostResult] = {}
+    started: dict[str, float] = {}
 
     def one(t: Target) -> HostResult:
-        start = time.monotonic()
+        start = started[t.name] = time.monotonic()
         try:
             value = fn(t)
             return HostResult(t.name, True, value, seconds=time.monotonic() - start)
         except RemoteError as e:
             return HostResult(t.name, False, None, e.message, e.kind, e.tail, time.monotonic() - start)
+        except UserError:
+            raise
         except Exception as e:  # a bug or an unexpected failure on one host must not hide the others
             return HostResult(t.name, False, None, f"{type(e).__name__}: {e}", "failed", "",
                               time.monotonic() - start)
 
     pool = cf.ThreadPoolExecutor(max_workers=max(1, min(limit, len(ts))), thread_name_prefix="host")
     try:
-        futures = {pool.submit(one, t): t for t in ts}
-        done, pending = cf.wait(futures, timeout=timeout)
-        for f in done:
-            r = f.result()
-            results[r.host] = r
-        for f in pending:
-            t = futures[f]
-            f.cancel()
-            t.close()
-            results[t.name] = HostResult(t.name, False, None, f"no answer within {timeout:g} s", "timeout")
+        pending = {pool.submit(one, t): t for t in ts}
+        while pending:
+            done, _ = cf.wait(pending, timeout=0.1, return_when=cf.FIRST_COMPLETED)
+            for f in done:
+                r = f.result()
+                results[r.host] = r
+                del pending[f]
+            now = time.monotonic()
+            for f, t in list(pending.items()):
+                if timeout is not None and t.name in started and now - started[t.name] > timeout:
+                    del pending[f]
+                    t.close()
+                    results[t.name] = HostResult(t.name, False, None, f"no answer within {timeout:g} s",
+                                                 "timeout", seconds=now - started[t.name])
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
     return [results[t.name] for t in ts]

@@ -10,17 +10,20 @@ No code outside this module reads run.json by key.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
 import os
 import pathlib
+import re
+import secrets
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from typing import Optional
 
-from launcher.errors import UserError
+from launcher.errors import PlanError, UserError
 from launcher.inventory import PACKAGE_ROOT, Host
 from launcher.paths import HostPath
 
@@ -159,12 +162,13 @@ class RunRecord:
     jobs: list = field(default_factory=list)      # JobRecord, in start order
     resumed: list = field(default_factory=list)   # times of each --resume
     validation: Optional[dict] = None
+    token: str = ""  # random, per run: stop and fail-fast signal only processes carrying it (MAE_LAUNCH_TOKEN)
 
     @classmethod
     def new(cls, run_id: str, inv, argv: list) -> "RunRecord":
         return cls(id=run_id, created=utc_now(), command=list(argv),
                    inventory=str(pathlib.Path(inv.source_path).resolve()), launcher=inv.launcher,
-                   git=git_revision())
+                   git=git_revision(), token=secrets.token_hex(16))
 
     def add_job(self, plan) -> JobRecord:
         """Record a job about to start (replacing an earlier record of the same job, e.g. on resume)."""
@@ -240,6 +244,16 @@ def from_json(data: dict) -> RunRecord:
     return RunRecord(**{**{k: v for k, v in data.items() if k in fields}, "jobs": jobs})
 
 
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id is a file name here and on every host: no '/', no '..', no leading '.' or '-'."""
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+        raise PlanError(f"run id {run_id!r} is not usable: use letters, digits, '.', '_' or '-' (up to 100, not starting with '.' or '-')")
+    return run_id
+
+
 def runs_root() -> pathlib.Path:
     return pathlib.Path(os.environ.get("MAE_LAUNCH_RUNS_DIR") or PACKAGE_ROOT / "runs")
 
@@ -266,15 +280,27 @@ class RunStore:
         self.root = pathlib.Path(root) if root is not None else runs_root()
 
     def dir(self, run_id: str) -> pathlib.Path:
-        return self.root / run_id
+        return self.root / check_run_id(run_id)
 
     def exists(self, run_id: str) -> bool:
         return (self.dir(run_id) / "run.json").is_file()
 
     def create(self, run: RunRecord, inventory_snapshot: dict) -> RunRecord:
+        """Record a new run; a run id already recorded is refused (its record is never overwritten)."""
+        if self.exists(run.id):
+            raise UserError(f"run {run.id} already exists under {self.root}; choose another --run-id, "
+                            f"or continue it with --resume {run.id}")
         atomic_write(self.dir(run.id) / "inventory.json", json.dumps(inventory_snapshot, indent=1, default=str))
         self.save(run)
         return run
+
+    def discard(self, run_id: str) -> None:
+        """Remove the record of a run that never started a job (only the files `create` wrote)."""
+        d = self.dir(run_id)
+        for name in ("run.json", "inventory.json"):
+            (d / name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
     def save(self, run: RunRecord) -> None:
         atomic_write(self.dir(run.id) / "run.json", json.dumps(to_json(run), indent=1))

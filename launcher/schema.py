@@ -9,6 +9,7 @@ from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator
 
+from launcher import addresses
 from launcher.jobs import JOB_NAMES
 
 # Names that end up in file names, command options and ssh arguments: no spaces, no leading '-'.
@@ -63,6 +64,14 @@ class SshSettings(Spec):
     known_hosts: Optional[PathStr] = None
     host_key_policy: Optional[Policy] = None  # inventory default: strict
     connect_timeout: Optional[float] = Field(None, gt=0, le=3600)
+    host_timeout: Optional[float] = Field(None, gt=0, le=7 * 86400)  # default 60: see inventory.DEFAULT_HOST_TIMEOUT
+
+    @field_validator("proxy_jump")
+    @classmethod
+    def _jumps(cls, value):
+        if value is not None:
+            addresses.parse_jumps(value)  # ValueError -> `file:line: ssh.proxy_jump: <why>`
+        return value
 
 
 class HostSpec(SshSettings):

@@ -1,52 +1,69 @@
 """OpenSSH and paramiko settings for one host: the Fabric Connection (host-key policy forced on
-every hop) and the remote shell rsync runs (`-e`), built from the same inventory values.
+every hop, through every hop of `proxy_jump`) and the remote shell rsync runs (`-e`), built from the
+same inventory values.
+
+Every wait is bounded by the host's `connect_timeout` (default 10 s): the TCP connect, the SSH banner,
+authentication and opening a channel (paramiko), OpenSSH's ConnectTimeout; a connected host gets a
+keepalive every connect_timeout/3 s and is given up after ALIVE_COUNT unanswered ones; rsync stops
+after `rsync_io_timeout` seconds without data.
 """
 from __future__ import annotations
 
+import logging
 import pathlib
 from typing import Any
 
 from fabric import Config, Connection
 
+from launcher import addresses
 from launcher.knownhosts import apply_policy, known_hosts_path
 from launcher.render import render_template
 
-
-def split_jump(spec: str) -> tuple[str | None, str, int | None]:
-    """`[user@]host[:port]` (the first hop of a ProxyJump list) → (user, host, port)."""
-    first = spec.split(",")[0]
-    user, _, rest = first.rpartition("@")
-    host, port = rest, None
-    if rest.startswith("["):  # [v6]:port
-        host, _, p = rest[1:].partition("]")
-        port = int(p[1:]) if p.startswith(":") else None
-    elif rest.count(":") == 1:
-        host, p = rest.split(":")
-        port = int(p)
-    return (user or None), host, port
+DEFAULT_CONNECT_TIMEOUT = 10.0
+ALIVE_COUNT = 3  # keepalives unanswered before a connection is given up (ServerAliveCountMax)
+# paramiko logs (with tracebacks, e.g. "Error reading SSH protocol banner") what mae-launch already
+# reports as one sentence per host: keep it off the terminal
+_paramiko_log = logging.getLogger("paramiko")
+_paramiko_log.addHandler(logging.NullHandler())
+_paramiko_log.propagate = False
 
 
-def ssh_connection(host, jump: str | None = None) -> Connection:
-    """A Fabric Connection for `host` (or for its jump host), host-key policy applied."""
-    config = Config()  # loads ~/.ssh/config (ssh_config is honoured for unset values)
-    kwargs: dict[str, Any] = {}
-    if jump is None:
-        address, user, port = host.address, host.user, host.port
-        gateway = ssh_connection(host, jump=host.proxy_jump) if host.proxy_jump else None
-    else:
-        user, address, port = split_jump(jump)
-        user = user or host.user
-        gateway = None
-    connect_kwargs: dict[str, Any] = {"banner_timeout": 30, "auth_timeout": 30}
+def connect_timeout(host) -> float:
+    return float(host.connect_timeout or DEFAULT_CONNECT_TIMEOUT)
+
+
+def alive_interval(host) -> int:
+    """Seconds between keepalives: a silent connection is given up after about connect_timeout."""
+    return max(1, int(round(connect_timeout(host) / ALIVE_COUNT)))
+
+
+def rsync_io_timeout(host) -> int:
+    """rsync --timeout: seconds without any data before rsync gives up on a host."""
+    return int(connect_timeout(host)) + 10
+
+
+def _connection(address, user, port, host, gateway) -> Connection:
+    timeout = connect_timeout(host)
+    connect_kwargs: dict[str, Any] = {"banner_timeout": timeout, "auth_timeout": timeout,
+                                      "channel_timeout": timeout}
     if host.identity_file:
         connect_kwargs["key_filename"] = [str(pathlib.Path(host.identity_file).expanduser())]
+    kwargs: dict[str, Any] = {}
     if user:
         kwargs["user"] = user
     if port:
         kwargs["port"] = int(port)
-    timeout = host.connect_timeout or 10
-    conn = Connection(address, config=config, connect_timeout=int(max(1, timeout)),
-                      connect_kwargs=connect_kwargs, gateway=gateway if gateway else None, **kwargs)
+    # Config() loads ~/.ssh/config: it is honoured for values the inventory leaves unset
+    return Connection(address, config=Config(), connect_timeout=int(max(1, timeout)),
+                      connect_kwargs=connect_kwargs, gateway=gateway, **kwargs)
+
+
+def ssh_connection(host) -> Connection:
+    """A Fabric Connection for `host`, through every hop of its proxy_jump, host-key policy applied."""
+    gateway = None
+    for hop in addresses.parse_jumps(host.proxy_jump) if host.proxy_jump else []:
+        gateway = _connection(hop.host, hop.user or host.user, hop.port, host, gateway)
+    conn = _connection(host.address, host.user, host.port, host, gateway)
     # every hop gets the policy, including jump hosts Fabric builds from ~/.ssh/config's ProxyJump
     # (Fabric's own default for a new Connection would be AutoAddPolicy)
     hop = conn
@@ -56,24 +73,50 @@ def ssh_connection(host, jump: str | None = None) -> Connection:
     return conn
 
 
+def close_chain(conn: Connection) -> None:
+    """Close a connection and every jump host connection under it."""
+    hop = conn
+    while isinstance(hop, Connection):
+        try:
+            hop.close()
+        except Exception:
+            pass
+        hop = hop.gateway
+
+
+def _pct(text: str) -> str:
+    """A literal in a value ssh expands %-tokens in (ProxyCommand)."""
+    return text.replace("%", "%%")
+
+
+def proxy_command(host, common: dict) -> str | None:
+    """The ProxyCommand reaching `host` through every hop of its proxy_jump (None without one)."""
+    hops = addresses.parse_jumps(host.proxy_jump) if host.proxy_jump else []
+    command = None
+    for i, hop in enumerate(hops):
+        nxt = hops[i + 1] if i + 1 < len(hops) else None
+        dest = "%h:%p" if nxt is None else _pct(addresses.host_port(nxt.host, nxt.port or 22))
+        # each ssh expands %-tokens of its ProxyCommand once: a nested one is escaped once more
+        command = render_template("ssh_proxy_command.j2", user=hop.user or host.user, host=hop.host,
+                                  port=hop.port, dest=dest, proxy_command=_pct(command) if command else None,
+                                  **common).strip()
+    return command
+
+
 def rsync_shell(host) -> list[str]:
-    """rsync's `-e` option for `host`: OpenSSH with the same host-key policy as paramiko."""
+    """rsync's `-e` and `--timeout` options for `host`: OpenSSH with the same host-key policy and
+    bounds as paramiko."""
     common = dict(strict=(host.host_key_policy or "strict") == "strict",
                   known_hosts=str(known_hosts_path(host.known_hosts)),
-                  timeout=int(host.connect_timeout or 10),
+                  timeout=int(max(1, connect_timeout(host))), alive=alive_interval(host), alive_count=ALIVE_COUNT,
                   identity=(str(pathlib.Path(host.identity_file).expanduser())
                             if host.identity_file else None))
-    proxy = None
-    if host.proxy_jump:
-        juser, jhost, jport = split_jump(host.proxy_jump)
-        proxy = render_template("ssh_proxy_command.j2", user=juser or host.user, host=jhost,
-                                port=jport, **common).strip()
+    proxy = proxy_command(host, {k: (_pct(v) if isinstance(v, str) else v) for k, v in common.items()})
     rsh = render_template("rsync_ssh.j2", port=host.port, jump=bool(proxy),
                           proxy_command=proxy, **common).strip()
-    return ["-e", rsh]
+    return ["-e", rsh, f"--timeout={rsync_io_timeout(host)}"]
 
 
 def rsync_spec(host, path: str) -> str:
     """`[user@]address:path` for rsync; an IPv6 address is bracketed."""
-    address = f"[{host.address}]" if ":" in host.address and not host.address.startswith("[") else host.address
-    return f"{host.user + '@' if host.user else ''}{address}:{path}"
+    return addresses.remote_spec(host.user, host.address, path)

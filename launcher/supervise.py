@@ -1,8 +1,11 @@
 """Follow a running job on all its hosts; fail fast.
 
 Every `poll` seconds each host is asked (one command over its open connection) for its job state and
-the new bytes of its logs, which are printed merged. If any host's job exits non-zero, disappears
-without an exit status, or the host stops answering, every host's process groups of the run are
+the new bytes of its logs, which are printed merged. A host that does not answer is asked again at the
+next poll (reconnecting), with one warning line; only when it has stayed unreachable for its
+`host_timeout` (inventory key, default 60 s) is it counted as failed, so a blip (a laptop asleep, a VPN
+reconnecting) never ends a run. If any host's job exits non-zero, disappears
+without an exit status, or the host stays unreachable, every host's process groups of the run are
 stopped at once (SIGTERM, SIGKILL after a grace period) and the earliest failure is reported: host,
 rank, exit code and the last lines of its log. Ctrl-C (SIGINT) and SIGTERM do the same teardown.
 With fail_fast=False (`logs --follow`) nothing is stopped: Ctrl-C only ends the watching.
@@ -19,6 +22,7 @@ import signal
 import time
 
 from rich.console import Console
+from rich.markup import escape
 
 from launcher import hostops
 from launcher.logs import LogPrinter
@@ -78,8 +82,11 @@ def _interruptible():
 class _Watch:
     """The state of following one job: printer, offsets, last states."""
 
-    def __init__(self, job, ts: dict, console: Console, show: bool, host_filter, offsets, poll_timeout):
-        self.job, self.ts, self.poll_timeout = job, ts, poll_timeout
+    def __init__(self, job, ts: dict, console: Console, show: bool, host_filter, offsets, poll_timeout,
+                 host_timeouts: dict):
+        self.job, self.ts, self.poll_timeout, self.console = job, ts, poll_timeout, console
+        self.host_timeouts = host_timeouts
+        self.lost_since: dict = {}  # host -> monotonic time it stopped answering
         self.names = [n for n in job.hosts if not host_filter or n in host_filter]
         self.printer = LogPrinter(console, list(job.hosts), show=show)
         self.offsets = {n: dict((offsets or {}).get(n, {})) for n in self.names}
@@ -100,8 +107,13 @@ class _Watch:
         now, failures = time.time(), []
         for r in results:
             if not r.ok:
-                failures.append(Failure(r.host, now, f"host stopped answering ({r.error})"))
+                failure = self.unreachable(r)
+                if failure is not None:
+                    failures.append(failure)
                 continue
+            if r.host in self.lost_since:
+                gone = time.monotonic() - self.lost_since.pop(r.host)
+                self.console.print(f"[green]host {r.host} answers again (unreachable for {gone:.0f} s)[/]")
             st = self.states[r.host] = r.value
             self.feed(r.host, st)
             if st.exit not in (None, 0):
@@ -111,6 +123,19 @@ class _Watch:
                 failures.append(Failure(r.host, now, "job was stopped" if st.stopped
                                         else "job vanished without an exit status"))
         return failures
+
+    def unreachable(self, r) -> Failure | None:
+        """A poll that failed: a warning while the host is within its host_timeout, then a Failure."""
+        limit = self.host_timeouts.get(r.host, 60.0)
+        first = r.host not in self.lost_since
+        since = self.lost_since.setdefault(r.host, time.monotonic())
+        gone = time.monotonic() - since
+        if gone >= limit:
+            return Failure(r.host, time.time(), f"host stopped answering for {gone:.0f} s ({r.error})")
+        if first:
+            self.console.print(f"[yellow]warning: host {r.host} is not answering ({escape(r.error)}); retrying, the "
+                               f"run is stopped if it stays unreachable for {limit:g} s[/]", highlight=False)
+        return None
 
     def all_exited(self, code=None) -> bool:
         return bool(self.names) and all(
@@ -143,7 +168,8 @@ def follow(run, job, ts: dict, console: Console, store=None, *, fail_fast: bool 
            offsets: dict | None = None) -> Outcome:
     """Follow `job` (a JobRecord of `run`) until it ends on every host; `ts`: name -> Target for every
     host of the run. With a `store`, the job's end state is saved there."""
-    w = _Watch(job, ts, console, show, host_filter, offsets, poll_timeout)
+    w = _Watch(job, ts, console, show, host_filter, offsets, poll_timeout,
+               {n: getattr(run.host(n), "host_timeout", 60.0) for n in job.hosts})
     with _interruptible():
         try:
             while True:

@@ -1,7 +1,9 @@
 """Read a YAML file as data, remembering the line of every mapping key and list item.
 
 `load(path)` returns (data, lines) where `lines` maps a key path (a tuple of strings, list indexes
-as decimal strings) to its 1-based line, so schema errors can point at `file:line`.
+as decimal strings) to its 1-based line, so schema errors can point at `file:line`. A key written
+twice in one mapping is not silently overwritten: `lines.duplicates` lists each (key path, first
+line, second line), and the inventory loader refuses them.
 """
 from pathlib import Path
 
@@ -15,6 +17,14 @@ MAX_DEPTH = 64       # an inventory is a handful of levels deep
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
     """Safe loader (plain data only: no Python objects); libyaml's when available."""
+
+
+class Lines(dict):
+    """key path -> line, plus `duplicates`: [(key path, first line, repeated line)]."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.duplicates: list = []
 
 
 def _where(path: Path, mark) -> str:
@@ -32,10 +42,16 @@ def _record_lines(root, lines: dict) -> None:
         if len(key_path) > MAX_DEPTH:
             raise ValueError(f"the document is nested more than {MAX_DEPTH} levels deep (recursive alias?)")
         if isinstance(node, yaml.MappingNode):
+            first: dict = {}
             for key_node, value_node in node.value:
                 if isinstance(key_node, yaml.ScalarNode):
                     child = key_path + (str(key_node.value),)
-                    lines.setdefault(child, key_node.start_mark.line + 1)
+                    line = key_node.start_mark.line + 1
+                    if child in first:
+                        lines.duplicates.append((child, first[child], line))
+                        continue
+                    first[child] = line
+                    lines.setdefault(child, line)
                     stack.append((value_node, child))
         elif isinstance(node, yaml.SequenceNode):
             for index, item in enumerate(node.value):
@@ -72,7 +88,7 @@ def load(path) -> tuple[object, dict]:
 
 def loads(text: str, path) -> tuple[object, dict]:
     path = Path(path)
-    lines: dict = {(): 1}
+    lines = Lines({(): 1})
     try:
         loader = _Loader(text)
     except yaml.YAMLError as exc:  # the reader refuses control characters up front
@@ -88,6 +104,8 @@ def loads(text: str, path) -> tuple[object, dict]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = " ".join(str(exc.problem or exc.context or "invalid YAML").split())
+        if _is_tab(text, mark, problem):
+            problem = "a tab character; YAML indents with spaces only, so replace the tab with spaces"
         raise InventoryError(f"{_where(path, mark)}: YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
         msg = " ".join(str(exc).split())
@@ -100,6 +118,19 @@ def loads(text: str, path) -> tuple[object, dict]:
     finally:
         loader.dispose()
     return data, lines
+
+
+def _is_tab(text: str, mark, problem: str) -> bool:
+    """Was this syntax error caused by a tab (the usual hidden culprit)?"""
+    if "\\t" in problem or "tab" in problem.lower():
+        return True
+    if mark is None:
+        return False
+    lines = text.splitlines()
+    if mark.line < len(lines):
+        row = lines[mark.line]
+        return "\t" in row[: mark.column + 1] or (mark.column < len(row) and row[mark.column] == "\t")
+    return False
 
 
 def line_of(lines: dict, loc) -> int:

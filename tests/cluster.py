@@ -24,7 +24,7 @@ import time
 import yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SSHD = "/usr/sbin/sshd"
+SSHD = os.environ.get("MAE_LAUNCH_TEST_SSHD", "/usr/sbin/sshd")
 BASE_ADDRESS = 11  # hosts live on 127.0.0.11, 127.0.0.12, ...
 
 SSHD_CONFIG = """\
@@ -142,6 +142,29 @@ class SshHost:
             while _alive(self.pid) and time.monotonic() < deadline:
                 time.sleep(0.02)
         self.proc = self.pid = None
+
+    def sshd_pids(self) -> list[int]:
+        """This host's listening sshd and every sshd process under it (its sessions), not what they run."""
+        out, todo = [], [self.pid] if self.pid else []
+        while todo:
+            pid = todo.pop()
+            try:
+                comm = pathlib.Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue
+            if comm.startswith("sshd"):
+                out.append(pid)
+                todo.extend(_children(pid))
+        return out
+
+    def freeze(self) -> None:
+        """A hung host: SIGSTOP its sshd processes (the TCP port still accepts; nothing answers)."""
+        for pid in self.sshd_pids():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self.sshd_pids():
+            os.kill(pid, signal.SIGCONT)
 
     def rotate_host_key(self) -> None:
         """Give this host a new host key (known_hosts now holds a stale one); restart if running."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import time
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import prereqs  # noqa: E402
 from cluster import ROOT, Cluster  # noqa: E402
 
 MAE_LAUNCH = [str(ROOT / ".venv" / "bin" / "python"), "-m", "launcher"]
@@ -29,8 +29,9 @@ TINY = ["--generated_data", "true", "--generated_size", "96", "--epochs", "1", "
 
 
 def _require_sshd():
-    if not (os.path.exists("/usr/sbin/sshd") and shutil.which("rsync") and os.geteuid() == 0):
-        pytest.skip("the loopback cluster needs root, /usr/sbin/sshd and rsync (see .ci/run)")
+    reason = prereqs.skip_reason()
+    if reason:
+        pytest.skip(reason)
 
 
 def run_cli(args, env_extra=None, timeout=300, check=None, cwd=ROOT):
@@ -100,6 +101,7 @@ def project_source(tmp_path_factory):
 def seed_remap_build(workdir: pathlib.Path) -> None:
     """Give a host's workdir the remap build products of this checkout (mtimes kept)."""
     (workdir / "remap").mkdir(parents=True, exist_ok=True)
+    (workdir / ".mae-launch-workdir").touch()  # deploy's marker: this workdir is mae-launch's
     if (ROOT / "remap" / "build").is_dir():
         subprocess.run(["cp", "-a", str(ROOT / "remap" / "build"), str(workdir / "remap")], check=True)
     for so in (ROOT / "remap").glob("*.so"):

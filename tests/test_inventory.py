@@ -94,7 +94,7 @@ CONFIGS = {"vit_base_pod64": {"job": "pretrain", "replica": 16, "ipus_per_replic
 
 # (change to pod64.yml, expected line, expected key path, words of the message)
 POD64_ERRORS = [
-    ("  connect_timeout: 10", "  conect_timeout: 10", 8, "ssh.conect_timeout", "unknown key; allowed keys here are connect_timeout"),
+    ("  connect_timeout: 10", "  conect_timeout: 10", 8, "ssh.conect_timeout", "unknown key; did you mean 'connect_timeout'? (allowed keys here are connect_timeout"),
     ("  connect_timeout: 10", "  port: 70000", 8, "ssh.port", "less than or equal to 65535"),
     ("  host_key_policy: strict", "  host_key_policy: yolo", 7, "ssh.host_key_policy", "'strict' or 'accept-new'"),
     ("  - pod64-host[0-3]  ", "  - pod64-host[0-3]\n  - pod64-host2  ", 11, "hosts[1].name", "listed twice"),
@@ -115,9 +115,9 @@ POD64_ERRORS = [
     ("replicas: 16\n    ipus_per_replica: 4", "replicas: 32\n    ipus_per_replica: 2", 36, "jobs.pretrain.replicas", "disagrees with config 'vit_base_pod64' (replica: 16)"),
     ("instances: 4\n  finetune", "nproc_per_node: 4\n  finetune", 38, "jobs.pretrain.nproc_per_node", "for torchrun inventories"),
     ("  pretrain:\n    config: vit_base_pod64\n", "  pretrain:\n", 33, "jobs.pretrain.config", "required"),
-    ("  finetune:\n", "  fintune:\n", 39, "jobs.fintune", "allowed keys here are finetune, pretrain, validate"),
+    ("  finetune:\n", "  fintune:\n", 39, "jobs.fintune", "did you mean 'finetune'? (allowed keys here are finetune, pretrain, validate)"),
     ("env:\n", "env:\n  BAD-NAME: 1\n", 31, "env.BAD-NAME", "not a shell variable name"),
-    ("env:\n", "env:\n  TOKEN: {value: x, secrett: true}\n", 31, "env.TOKEN.secrett", "allowed keys here are secret, value"),
+    ("env:\n", "env:\n  TOKEN: {value: x, secrett: true}\n", 31, "env.TOKEN.secrett", "did you mean 'secret'? (allowed keys here are secret, value)"),
     ("name: pod64", "name: [pod64", 4, "", "YAML syntax error"),
     ("cluster:\n", "clusters:\n", 12, "clusters", "unknown key"),
     ("  timeout: 3600 ", "  timeout: -1 ", 15, "cluster.timeout", "greater than or equal to 1"),

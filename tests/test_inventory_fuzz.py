@@ -40,8 +40,9 @@ def _load(text: str):
     try:
         parse_inventory(text, "fuzz.yml", config_names=CONFIGS)
     except InventoryError as exc:
-        assert str(exc).startswith("fuzz.yml"), str(exc)
-        assert "\n" not in str(exc)
+        assert exc.problems, str(exc)
+        for problem in exc.problems:  # one sentence per problem, each naming the file
+            assert problem.startswith("fuzz.yml") and "\n" not in problem, problem
 
 
 @SETTINGS

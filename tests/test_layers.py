@@ -22,6 +22,7 @@ LAYERS = [
     ["slurm_supervise"],                                       # follow one Slurm job
     ["supervise"],                                             # follow a run, fail fast
     ["hostops", "slurmops", "artifacts", "deploy", "check", "fetch", "execute", "setup", "clean"],  # operations on hosts
+    ["workdirs"],                                              # is a workdir ours to replace?
     ["buildshare", "openssh"],                                 # compile once; multiplexed OpenSSH
     ["plan", "provision"],                                     # inventory x job x run -> JobPlan
     ["backends"],
@@ -35,7 +36,7 @@ LAYERS = [
     ["inventory"],
     ["messages", "selection"],
     ["schema", "yamlfile"],
-    ["jobs", "paths", "hostrange", "errors"],                  # pure data and small types
+    ["jobs", "paths", "hostrange", "errors", "addresses"],     # pure data and small types
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 

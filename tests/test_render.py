@@ -48,7 +48,7 @@ def test_pod64_poprun_matches_the_reference_invocation():
         "--vipu-server-host=pod64-vipu", "--vipu-partition=pod64", "--vipu-allocation=cluster-pod64",
         "--vipu-server-timeout=3600", "--executable-cache-path=/localdata/mae/exec_cache",
         "--mpi-global-args=--mca oob_tcp_if_include enp65s0f0np0 --mca btl_tcp_if_include enp65s0f0np0",
-        "--mpi-local-args=-x OPAL_PREFIX -x LD_LIBRARY_PATH -x PATH -x PYTHONPATH -x CPATH "
+        "--mpi-local-args=-x MAE_LAUNCH_RUN_ID -x MAE_LAUNCH_TOKEN -x MAE_LAUNCH_JOB -x MAE_LAUNCH_HOST -x OPAL_PREFIX -x LD_LIBRARY_PATH -x PATH -x PYTHONPATH -x CPATH "
         "-x IPUOF_VIPU_API_TIMEOUT=3600 -x POPLAR_LOG_LEVEL=WARN -x POPLAR_SDK_ENABLED -x POPLAR_ENGINE_OPTIONS",
         "python3", "-m", "mae.pretrain", "--config", "vit_base_pod64",
         "--data_path", "/localdata/datasets/imagenet1k", "--output_dir", "/localdata/mae/output/golden/pretrain"]

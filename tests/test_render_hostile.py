@@ -137,7 +137,7 @@ def test_poprun_and_single_process_scripts_pass_hostile_values_verbatim(tmp_path
     assert res.returncode == 0 and plan.mode == "poprun"
     argv = seen["poprun.0.json"]["argv"]
     assert f"--executable-cache-path={workdir}/cache{EVIL}" in argv
-    assert "--mpi-local-args=-x OPAL_PREFIX -x LD_LIBRARY_PATH -x PATH -x PYTHONPATH -x CPATH -x IPUOF_VIPU_API_TIMEOUT=3600 " \
+    assert "--mpi-local-args=-x MAE_LAUNCH_RUN_ID -x MAE_LAUNCH_TOKEN -x MAE_LAUNCH_JOB -x MAE_LAUNCH_HOST -x OPAL_PREFIX -x LD_LIBRARY_PATH -x PATH -x PYTHONPATH -x CPATH -x IPUOF_VIPU_API_TIMEOUT=3600 " \
            "-x POPLAR_LOG_LEVEL=WARN -x POPLAR_SDK_ENABLED -x POPLAR_ENGINE_OPTIONS -x EMPTY -x EVIL -x TOKEN" in argv
     assert argv[-11:] == [EVIL, "python3", "-m", "mae.pretrain", "--config", "digits_pretrain",
                           "--data_path", f"{workdir}/data{EVIL}", "--output_dir", f"{workdir}/out{EVIL}/r1/pretrain", EVIL]
@@ -195,3 +195,40 @@ def test_any_text_arrives_as_one_argument(args, data, value):
     exports = subprocess.run(["bash", "-c", 'eval "$1"; printf "%s" "$VALUE"', "x", f"export VALUE={q(value)}"],
                              capture_output=True)
     assert exports.stdout.decode() == value and f"export VALUE={q(value)}\n" in hp.script
+
+
+def test_secrets_file_goes_even_when_the_script_fails_early_and_run_files_are_private(tmp_path):
+    inv, workdir = make_inventory(tmp_path)
+    plan = plan_job(inv, "pretrain", "r-early")
+    (hp,) = plan.hosts
+    secrets = Path(hp.secrets_path)
+    secrets.parent.mkdir(parents=True, exist_ok=True)
+    secrets.write_text(plan.secrets_file_text())
+    (workdir / f"sdk{EVIL}.sh").unlink()  # sourcing the SDK fails: the script ends before reading secrets
+    res = subprocess.run(["bash", "-c", hp.script], capture_output=True, text=True, timeout=60,
+                         env=dict(os.environ, HOME=str(tmp_path)))
+    assert res.returncode != 0 and "sdk" in Path(hp.log_path).read_text()
+    assert not secrets.exists(), "the EXIT trap removes the secrets file"
+    assert Path(hp.exit_path).read_text().strip() != "0"
+    for f in (Path(hp.log_path), Path(hp.pid_path), Path(hp.exit_path)):
+        assert f.stat().st_mode & 0o077 == 0, f"{f} is readable by others"
+
+
+def test_start_never_writes_the_secrets_file_through_a_symlink(tmp_path):
+    from launcher.render import render_template
+    run_dir = tmp_path / "runs" / "r"
+    run_dir.mkdir(parents=True)
+    victim = tmp_path / "victim"
+    victim.write_text("untouched\n")
+    secrets = run_dir / "job.h.secrets"
+    secrets.symlink_to(victim)
+    script = render_template("start.sh.j2", run_id="r", host="h", job="pretrain", workdir=str(tmp_path),
+                             run_dir=str(run_dir), script="exit 0\n", script_path=str(run_dir / "job.h.sh"),
+                             exit_path=str(run_dir / "job.h.exit"), pid_path=str(run_dir / "job.h.pid"),
+                             secrets_text="TOKEN='s3cret'\n", secrets_path=str(secrets))
+    res = subprocess.run(["bash", "-s"], input=script, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert victim.read_text() == "untouched\n"
+    assert not secrets.is_symlink() and secrets.read_text() == "TOKEN='s3cret'\n"
+    assert secrets.stat().st_mode & 0o777 == 0o600
+    assert (run_dir / "job.h.sh").stat().st_mode & 0o077 == 0

@@ -3,16 +3,19 @@
 # Writes into its run directory: <job>.<host>.log (this script and the launcher), <job>.rank<N>.log
 # (one per rank when the launcher can separate them), <job>.<host>.pid and <job>.<host>.exit (exit status).
 set -euo pipefail
+umask 077  # run files (logs, pid, exit status) are the login user's alone
 MAE_LAUNCH_RUN_ID=golden
 MAE_LAUNCH_JOB=pretrain
 MAE_LAUNCH_HOST=pod16-host0
 export MAE_LAUNCH_RUN_ID MAE_LAUNCH_JOB MAE_LAUNCH_HOST
 run_dir=/localdata/mae/mae-launch/runs/golden
 exit_file=/localdata/mae/mae-launch/runs/golden/pretrain.pod16-host0.exit
+secrets_file=
+# the secrets file goes whatever happens, even when this script fails before it reads it
+trap 'rc=$?; if [ -n "$secrets_file" ]; then rm -f -- "$secrets_file"; fi; printf "%s\n" "$rc" >"$exit_file.tmp" && mv -f -- "$exit_file.tmp" "$exit_file"' EXIT
 mkdir -p -- "$run_dir"
 rm -f -- "$exit_file"
 exec >>/localdata/mae/mae-launch/runs/golden/pretrain.pod16-host0.log 2>&1
-trap 'rc=$?; printf "%s\n" "$rc" >"$exit_file.tmp" && mv -f -- "$exit_file.tmp" "$exit_file"' EXIT
 trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM

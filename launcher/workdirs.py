@@ -1,0 +1,88 @@
+"""Never destroy: is a host's workdir mae-launch's to replace?
+
+Deploy replaces a workdir's contents (rsync --delete). Before anything is written, every host is
+probed (templates/deploy_probe.sh.j2, read-only) and the deploy is refused (exit 2, one line naming
+host and path, nothing touched on any host) when the workdir
+- is `/`, the login user's home, or an ancestor of it;
+- contains the venv, data or output path somewhere deploy would delete (not under a name the
+  deny-list keeps: .venv/, venv/, data/, output/, runs/);
+- exists, is not empty and carries no mae-launch marker (unless `adopt`: then what --delete would
+  remove is listed first);
+- holds a run whose processes are alive (unless `force`).
+A workdir that passes is claimed (created private to the login user, marker written) before the sync.
+"""
+from __future__ import annotations
+
+import posixpath
+
+from launcher import remote
+from launcher.paths import HostPath
+
+OWNER_MARKER = ".mae-launch-workdir"
+HASH_MARKER = ".mae-launch-deploy"
+KEPT_NAMES = {".venv", "venv", "data", "output", "runs"}  # first components the deny-list keeps
+
+
+def probe(t: remote.Target, facts: bool = False, venv=None) -> dict:
+    """What the workdir is (read-only); with `facts`, what a remap build there depends on."""
+    done = t.run_template("deploy_probe.sh.j2", timeout=remote.connect_timeout(t.host) + 30, check=True,
+                          workdir=t.host.workdir, owner_marker=OWNER_MARKER, facts=facts, venv=venv)
+    return remote.parse_kv(done.stdout)
+
+
+def claim(t: remote.Target) -> None:
+    t.run_template("deploy_claim.sh.j2", timeout=remote.connect_timeout(t.host) + 30, check=True,
+                   workdir=t.host.workdir, owner_marker=OWNER_MARKER)
+
+
+def _expand(path: str, home: str) -> str:
+    if path == "~" or path.startswith("~/"):
+        return posixpath.normpath(home + path[1:]) if home else path
+    return posixpath.normpath(path)
+
+
+def _inside(path: str, parent: str) -> str | None:
+    """`path` relative to `parent` ('' when equal), or None when outside it."""
+    if path == parent:
+        return ""
+    prefix = parent.rstrip("/") + "/"
+    return path[len(prefix):] if path.startswith(prefix) else None
+
+
+def refusal(inv, host, kv: dict, *, adopt: bool, force: bool) -> str | None:
+    """Why deploying into this host's workdir must not happen (one sentence), or None."""
+    where = f"{host.name}: workdir {host.workdir}"
+    home, real = kv.get("home", ""), kv.get("real", "") or str(host.workdir)
+    if real == "/":
+        return f"{where} is / ; deploy replaces a workdir's contents, so name a directory of its own (e.g. ~/mae-launch)"
+    if home and (real == home or _inside(home, real) is not None):
+        what = "the login user's home" if real == home else f"an ancestor of the login user's home ({home})"
+        return (f"{where} is {what}; deploy replaces a workdir's contents (rsync --delete), so name a "
+                "directory of its own (e.g. ~/mae-launch)")
+    for key in ("venv", "data", "output"):
+        value = inv.host_path(host, getattr(inv.paths, key))
+        rel = _inside(_expand(str(value), home), _expand(str(host.workdir), home)) if value else None
+        if rel is not None and rel.split("/")[0] not in KEPT_NAMES:
+            return (f"{where} contains paths.{key} ({value}), which deploy's rsync --delete would remove; "
+                    "put it outside the workdir or under .venv/, data/ or output/ there")
+    if kv.get("dir") == "0":
+        return f"{where} exists and is not a directory; name a directory"
+    if kv.get("exists") == "1" and kv.get("empty") == "0" and kv.get("owned") == "0" and not adopt:
+        return (f"{where} is not empty and was not created by mae-launch deploy; deploy would delete its files "
+                "(rsync --delete). Name a new or empty directory, or pass --adopt to see what would be removed "
+                "and take the directory over")
+    if kv.get("live") and not force:
+        return (f"{where} has run(s) {kv['live']} still running there; a deploy would replace code under them. "
+                "Stop them first (mae-launch stop RUN), or pass --force")
+    return None
+
+
+def would_delete(t: remote.Target, root: str, filters: list[str]) -> list[str]:
+    """What `rsync --delete` from `root` would remove in this host's workdir (a dry run)."""
+    argv = [*remote.RSYNC_BASE, "--delete", "--dry-run", "--itemize-changes", *filters, *t.rsync_args(),
+            f"{root}/", t.remote_path(HostPath(str(t.host.workdir).rstrip("/") + "/"))]
+    p = remote.run_local(argv, timeout=remote.connect_timeout(t.host) + 120, package="rsync")
+    if p.returncode != 0:
+        raise remote.RemoteError(t.name, "failed", "listing what --delete would remove failed",
+                                 remote.tail(p.stderr))
+    return [line.split(None, 1)[1] for line in p.stdout.splitlines() if line.startswith("*deleting ")]
