@@ -124,7 +124,7 @@ def test_finetune_resume_validate(tmp_path, tiny_data, mae_ckpt, capsys):
     assert (out / "model_0.pth").is_file()
     assert finetune.main(args + ["--epochs", "2", "--resume"]) == 0
     text = capsys.readouterr().out
-    assert "resumed from" in text and "at epoch 1" in text and "Epoch: [1]" in text and "Epoch: [0]" not in text
+    assert "resumed from" in text and "(epoch 0 done)" in text and "Epoch: [1]" in text and "Epoch: [0]" not in text
     state = torch.load(out / "checkpoint.pth", weights_only=True)
     assert state["epoch"] == 1
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
