@@ -37,8 +37,12 @@ class _Runner:
         return model_state, ipu.optimizer_state(self.popt, self.optimizer, self.model), None
 
     def close(self) -> None:
-        if self.training.isAttachedToDevice():
-            self.training.detachFromDevice()
+        """Give the IPUs back; never masks the error that ended the job (nothing compiled yet, ...)."""
+        try:
+            if self.training.isAttachedToDevice():
+                self.training.detachFromDevice()
+        except Exception:  # noqa: BLE001 - cleanup only
+            pass
 
     def _describe(self, job_name: str, n: int) -> str:
         cfg, info = self.cfg, self.job.info

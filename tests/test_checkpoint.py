@@ -12,6 +12,9 @@ import torch
 from mae import checkpoint
 from mae.errors import CheckpointError
 
+# also run by make test-sdk-compat (torch 2.0.1, the Poplar SDK's)
+pytestmark = pytest.mark.sdk_compat
+
 
 def state(epoch, n=4):
     return {"model": {"w": torch.full((n,), float(epoch))}, "optimizer": {}, "epoch": epoch, "scaler": {},

@@ -13,6 +13,9 @@ from PIL import Image
 from mae import engine_finetune, finetune, models_mae, models_vit, validate
 from mae.errors import CheckpointError
 
+# also run by make test-sdk-compat (torch 2.0.1, the Poplar SDK's)
+pytestmark = pytest.mark.sdk_compat
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = ["--model", "vit_tiny_patch4", "--input_size", "16", "--nb_classes", "3", "--batch_size", "4",
         "--num_workers", "0", "--device", "cpu", "--print_freq", "1", "--warmup_epochs", "1"]

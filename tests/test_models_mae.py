@@ -12,6 +12,9 @@ from mae import models_mae
 from mae.models_mae import MaskedAutoencoderViT, create_model
 from mae.pos_embed import get_2d_sincos_pos_embed, interpolate_pos_embed
 
+# also run by make test-sdk-compat (torch 2.0.1, the Poplar SDK's)
+pytestmark = pytest.mark.sdk_compat
+
 KEYS_TSV = Path(__file__).resolve().parent / "data" / "mae_vit_base_patch16.keys.tsv"  # copy of the reference list
 
 

@@ -8,6 +8,9 @@ import torch
 from mae import config, metrics, optim, precision, pretrain
 from mae.models_mae import create_model
 
+# also run by make test-sdk-compat (torch 2.0.1, the Poplar SDK's)
+pytestmark = pytest.mark.sdk_compat
+
 TINY = ["--model", "mae_vit_tiny_patch4", "--input_size", "16", "--generated_data", "--generated_size", "48",
         "--batch_size", "8", "--num_workers", "0", "--device", "cpu", "--print_freq", "2", "--warmup_epochs", "1",
         "--blr", "1e-2", "--precision", "fp32", "--norm_pix_loss", "false", "--min_lr", "0", "--seed", "0",
