@@ -15,7 +15,9 @@ from launcher import options, remote, report
 def check(inventory_path, min_free_gb):
     """Check every host at once: reachable with a verified host key, workdir writable, venv with the
     same torch and timm everywhere, compiler for remap, free disk, torchrun/poprun, data path,
-    rendezvous port free on the controller. Exit status 1 when any check fails.
+    rendezvous port free on the controller; for poprun inventories also the Poplar SDK (enable scripts,
+    poptorch/popdist versions equal everywhere, poprun --version), the V-IPU server and each job's
+    partition. Exit status 1 when any check fails.
 
     Example: mae-launch check -i inventories/pod64.yml
     """

@@ -34,6 +34,7 @@ import itertools
 import os
 import pathlib
 import re
+import warnings
 
 from mae.errors import CheckpointError, warn
 
@@ -127,7 +128,9 @@ def load(path, map_location="cpu") -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found; give an existing file or omit the value of --resume")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch 2.0's weights_only loader warns about TypedStorage
+            warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure: not a usable checkpoint
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"checkpoint {path} is unreadable ({detail[:120]})") from None
