@@ -61,7 +61,7 @@ $(COMPAT_VENV)/bin/python:
 test-sdk-compat: $(COMPAT_VENV)/bin/python
 	$(COMPAT_VENV)/bin/python -m pip install --quiet -c $(CONSTRAINTS_SDK) -e '.[test]'
 	$(COMPAT_VENV)/bin/python -c 'import sys, torch; print("sdk-compat: Python", sys.version.split()[0], "torch", torch.__version__)'
-	$(COMPAT_VENV)/bin/python -m pytest -m sdk_compat -p no:cacheprovider -q
+	$(COMPAT_VENV)/bin/python -m pytest -m sdk_compat -p no:cacheprovider -q --durations=10
 
 test: install
 	$(PY) -m pytest

@@ -1,6 +1,7 @@
 """The MAE pretraining model against the reference: masking, loss, names/shapes, init, pos embed."""
 from __future__ import annotations
 
+import inspect
 import math
 from pathlib import Path
 
@@ -177,6 +178,11 @@ def test_reference_shaped_state_dict_loads_strictly():
     with torch.device("meta"):
         model = create_model("mae_vit_base_patch16")
         sd = {k: torch.empty(shape) for k, shape in reference_keys()}
+    if "assign" not in inspect.signature(model.load_state_dict).parameters:
+        # torch 2.0 (the Poplar SDK's) cannot load into meta tensors: compare names and shapes instead
+        assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == \
+            {k: tuple(v.shape) for k, v in sd.items()}
+        return
     result = model.load_state_dict(sd, strict=True, assign=True)
     assert not result.missing_keys and not result.unexpected_keys
 
