@@ -116,18 +116,26 @@ def test_classifier_stages_cover_every_parameter():
         assert pname in ("cls_token", "pos_embed") or any(pname.startswith(s + ".") for s in stages), pname
 
 
-def _run_blocked(code: str):
+def _blocked(code: str) -> subprocess.Popen:
     script = "import sys\nsys.modules['poptorch'] = None\n" + textwrap.dedent(code)
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    return subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _run_blocked(code: str):
+    proc = _blocked(code)
+    out, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def test_ipu_jobs_without_sdk_exit_2_with_the_sdk_sentence():
-    for job, argv in (("finetune", ["--config", "vit_base_finetune"]),
-                      ("validate", ["--config", "vit_base_finetune", "--resume", "x.pth", "--data_path", "d"]),
-                      ("pretrain", ["--config", "vit_base_pod16", "--generated_data"])):
-        proc = _run_blocked(f"from mae import {job}\nsys.exit({job}.main({argv!r}))")
-        lines = proc.stderr.strip().splitlines()
-        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    jobs = (("finetune", ["--config", "vit_base_finetune"]),
+            ("validate", ["--config", "vit_base_finetune", "--resume", "x.pth", "--data_path", "d"]),
+            ("pretrain", ["--config", "vit_base_pod16", "--generated_data"]))
+    procs = [_blocked(f"from mae import {job}\nsys.exit({job}.main({argv!r}))") for job, argv in jobs]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        lines = err.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, err
         assert "Poplar SDK must be enabled" in lines[0] and "cpu or cuda only" not in lines[0]
 
 
