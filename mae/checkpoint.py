@@ -259,6 +259,9 @@ def load_pretrained(model, path, model_name: str = "the model") -> str:
 
     from mae.pos_embed import interpolate_pos_embed
 
+    if not pathlib.Path(path).is_file():
+        raise CheckpointError(f"pretraining checkpoint {path} not found; give --finetune an existing file "
+                              "(or --finetune none to start from random initialisation)")
     ckpt = load(path)
     state = strip_module(ckpt["model"])
     head_keys = [k for k in state if k.startswith(CLASSIFIER_PREFIXES)]

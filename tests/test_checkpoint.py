@@ -84,3 +84,10 @@ def test_sigkill_during_saves_leaves_a_valid_checkpoint(tmp_path):
     # a later save removes the dead writer's temp file
     checkpoint.save_checkpoint(tmp_path, state(99), keep_copy=False)
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pth"]
+
+
+def test_missing_pretraining_checkpoint_names_the_finetune_flag(tmp_path):
+    from mae import models_vit
+
+    with pytest.raises(CheckpointError, match="give --finetune an existing file"):
+        checkpoint.load_pretrained(models_vit.vit_tiny_patch4(), tmp_path / "none.pth")
