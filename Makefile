@@ -6,12 +6,27 @@ INVENTORY ?= inventories/local.yml
 
 N         ?= 4
 
-.PHONY: help install test test-fast demo bench remap deploy cluster-up cluster-down slurm-up slurm-down clean
+# IPU profile: a venv from the Python the SDK's poptorch wheel was built for, with that wheel
+SDK        ?=
+IPU_PYTHON ?= python3
+IPU_VENV   ?= .venv-ipu
+# SDK compatibility check: torch 2.0.1 (the SDK's) from the package registry on Python 3.8-3.11
+# (3.10 or 3.8 preferred, as on the SDK's Ubuntu releases; else this system's python3.11)
+COMPAT_VENV   ?= .venv-compat
+COMPAT_PYTHON ?= $(shell for p in python3.10 $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10) python3.8 \
+	$(wildcard $(HOME)/.pyenv/versions/3.8*/bin/python3.8) python3.11 python3.9 python3; do \
+	v=$$($$p -c 'import sys; print(sys.version_info[:2] >= (3, 8) and sys.version_info[:2] <= (3, 11))' 2>/dev/null); \
+	if [ "$$v" = True ]; then command -v $$p; break; fi; done)
+CONSTRAINTS_SDK := constraints/torch-2.0.1.txt
+
+.PHONY: help install install-ipu test test-fast test-sdk-compat demo bench remap deploy cluster-up cluster-down slurm-up slurm-down clean
 
 help:
 	@echo "make install   create $(VENV) with pinned torch/torchvision and the project (editable)"
 	@echo "make demo      run the demo on this machine (digits dataset, created when absent)"
+	@echo "make install-ipu SDK=/path/to/poplar_sdk  create $(IPU_VENV) beside the Poplar SDK (its poptorch, torch 2.0.1)"
 	@echo "make test      run the whole test suite (cluster and slow tests included)"
+	@echo "make test-sdk-compat  run the mae tests that need no IPU under torch 2.0.1 in $(COMPAT_VENV)"
 	@echo "make test-fast run the tests not marked slow, cluster or slurm"
 	@echo "make bench     run the benchmarks under bench/"
 	@echo "make remap     build the native remap op (remap/remap_ops.so)"
@@ -26,7 +41,27 @@ $(PY):
 	$(PY) -m pip install --quiet --upgrade pip
 
 install: $(PY)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[cpu-gpu,test]'
+
+install-ipu:
+	@test -n "$(SDK)" || { echo "error: name the Poplar SDK folder: make install-ipu SDK=/path/to/poplar_sdk" >&2; exit 2; }
+	@ls "$(SDK)"/poptorch-*.whl >/dev/null 2>&1 || { echo "error: $(SDK) holds no poptorch-*.whl; give the unpacked Poplar SDK folder" >&2; exit 2; }
+	$(IPU_PYTHON) -m venv $(IPU_VENV)
+	$(IPU_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(IPU_VENV)/bin/python -m pip install --quiet "$(SDK)"/poptorch-*.whl
+	@if ls "$(SDK)"/popdist-*.whl >/dev/null 2>&1; then $(IPU_VENV)/bin/python -m pip install --quiet "$(SDK)"/popdist-*.whl; fi
+	$(IPU_VENV)/bin/python -m pip install --quiet -c $(CONSTRAINTS_SDK) -e '.[test]' mpi4py
+	@echo "done: source $(SDK)/enable, then $(IPU_VENV)/bin/python -m mae.align (or: $(IPU_VENV)/bin/mae-launch ...)"
+
+$(COMPAT_VENV)/bin/python:
+	@test -n "$(COMPAT_PYTHON)" || { echo "error: no Python 3.8-3.11 found for torch 2.0.1; install python3.10 (pyenv) or pass COMPAT_PYTHON=/path/to/python3.X" >&2; exit 2; }
+	$(COMPAT_PYTHON) -m venv $(COMPAT_VENV)
+	$(COMPAT_VENV)/bin/python -m pip install --quiet --upgrade pip
+
+test-sdk-compat: $(COMPAT_VENV)/bin/python
+	$(COMPAT_VENV)/bin/python -m pip install --quiet -c $(CONSTRAINTS_SDK) -e '.[test]'
+	$(COMPAT_VENV)/bin/python -c 'import sys, torch; print("sdk-compat: Python", sys.version.split()[0], "torch", torch.__version__)'
+	$(COMPAT_VENV)/bin/python -m pytest -m sdk_compat -p no:cacheprovider -q --durations=10
 
 # tests/prereqs.py: as root, installs what the cluster tests need (apt-get); otherwise says how
 test: install
@@ -64,5 +99,5 @@ bench: $(PY)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf output runs .pytest_cache
+	rm -rf output runs .pytest_cache $(COMPAT_VENV)
 	$(MAKE) -C remap clean

@@ -18,8 +18,10 @@ from launcher.inventory import PACKAGE_ROOT
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
 def check(inventory_path, min_free_gb, as_json):
     """Check every host at once: reachable with a verified host key, workdir writable, venv with the
-    same torch and timm everywhere, compiler for remap, rsync (there and here), free disk, torchrun/poprun, data path,
-    rendezvous port free on the controller. Exit status 1 when any check fails.
+    same torch and timm everywhere, compiler for remap, rsync (there and here), free disk, torchrun/poprun,
+    data path, rendezvous port free on the controller, whether `setup` is up to date; for poprun
+    inventories also the Poplar SDK (enable scripts, poptorch/popdist versions equal everywhere,
+    poprun --version), the V-IPU server and each job's partition. Exit status 1 when any check fails.
 
     Example: mae-launch check -i inventories/pod64.yml
     """

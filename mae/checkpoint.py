@@ -20,6 +20,10 @@ API::
     resolve_resume(resume, output_dir) -> (path, ckpt) | (None, None)
                                             resume None: fresh run; "": the last valid checkpoint in
                                             output_dir (fresh run when there is none); else that file.
+    resume(resume, output_dir, model, optimizer, scaler=None, model_name=..., log=print) -> start | None
+                                            the one resume step of every training job
+    load_pretrained(model, path, model_name) -> summary line   MAE encoder -> classifier (finetuning)
+    load_classifier(model, path, model_name) -> ckpt          finetuned classifier (validation)
 
 A kill at any moment of a save leaves the previous ``checkpoint.pth`` intact: the new bytes go to
 ``.checkpoint.pth.tmp-<pid>-<n>`` and only a complete, fsynced file is renamed over the old one.
@@ -30,8 +34,12 @@ import itertools
 import os
 import pathlib
 import re
+import warnings
 
 from mae.errors import CheckpointError, warn
+
+DECODER_PREFIXES = ("decoder_", "mask_token")
+CLASSIFIER_PREFIXES = ("head.", "fc_norm.")
 
 LATEST = "checkpoint.pth"
 _COPY = re.compile(r"^model_(\d+)\.pth$")
@@ -120,7 +128,9 @@ def load(path, map_location="cpu") -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found; give an existing file or omit the value of --resume")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch 2.0's weights_only loader warns about TypedStorage
+            warnings.filterwarnings("ignore", message="TypedStorage is deprecated")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - any failure: not a usable checkpoint
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"checkpoint {path} is unreadable ({detail[:120]})") from None
@@ -178,3 +188,130 @@ def resolve_resume(resume, output_dir, map_location="cpu"):
             print(f"no valid checkpoint in {output_dir}; starting from scratch", flush=True)
         return path, ckpt
     return pathlib.Path(resume), load(resume, map_location)
+
+
+def strip_module(state: dict) -> dict:
+    """State-dict keys without DDP's ``module.`` prefix."""
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state.items()}
+
+
+def resume(resume_arg, output_dir, model, optimizer=None, scaler=None, model_name: str = "the model",
+           log=print) -> int | None:
+    """Load model, optimizer (and loss-scaler) state of ``--resume`` into the built objects; return the
+    epoch to start from, or None when nothing was loaded (a fresh run). The one resume step of pretraining and finetuning on
+    every device: on IPU the host optimizer's state (Adam moments, step) is converted afterwards."""
+    path, ckpt = resolve_resume(resume_arg, output_dir)
+    if ckpt is None:
+        return None
+    try:
+        model.load_state_dict(strip_module(ckpt["model"]))
+        if optimizer is not None and ckpt.get("optimizer"):
+            optimizer.load_state_dict(ckpt["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        first = [line for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
+        raise CheckpointError(f"checkpoint {path} does not fit model {model_name} ({first[-1].strip()[:160]}); "
+                              "resume with the config it was written with") from None
+    if scaler is not None and ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    epoch = ckpt.get("epoch")
+    if epoch is None or optimizer is None or not ckpt.get("optimizer"):
+        return 0
+    if log is not None:
+        log(f"resumed from {path} (epoch {epoch} done)")
+    return int(epoch) + 1
+
+
+def _names(keys, limit: int = 6) -> str:
+    keys = sorted(keys)
+    shown = ", ".join(keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+def _fit_problems(state: dict, target: dict, expected: set) -> list[str]:
+    """Sentences naming missing, unexpected and wrongly shaped keys (empty when ``state`` fits)."""
+    missing = expected - set(state)
+    unexpected = set(state) - set(target)
+    wrong = {k: (tuple(state[k].shape), tuple(target[k].shape)) for k in expected & set(state)
+             if tuple(state[k].shape) != tuple(target[k].shape)}
+    parts = []
+    if wrong:
+        shown = [k for k in target if k in wrong][:3]  # model order: patch_embed first
+        parts.append(f"{len(wrong)} tensors of the wrong shape: " + ", ".join(
+            f"{k} {'x'.join(map(str, wrong[k][0]))} in the checkpoint vs {'x'.join(map(str, wrong[k][1]))}"
+            for k in shown) + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else ""))
+    if missing:
+        parts.append(f"missing: {_names(missing)}")
+    if unexpected:
+        parts.append(f"unexpected: {_names(unexpected)}")
+    return parts
+
+
+def load_pretrained(model, path, model_name: str = "the model") -> str:
+    """Load MAE encoder weights from ``path`` into the classifier ``model``; return a summary line.
+
+    Decoder keys are dropped, the position embedding is interpolated when the image size differs,
+    and exactly the head / fc_norm keys must be left missing (the head starts from
+    trunc_normal(2e-5)). CheckpointError (one sentence naming the keys) when the checkpoint is a
+    classifier or does not fit the model's architecture.
+    """
+    import torch
+    from timm.layers import trunc_normal_
+
+    from mae.pos_embed import interpolate_pos_embed
+
+    if not pathlib.Path(path).is_file():
+        raise CheckpointError(f"pretraining checkpoint {path} not found; give --finetune an existing file "
+                              "(or --finetune none to start from random initialisation)")
+    ckpt = load(path)
+    state = strip_module(ckpt["model"])
+    head_keys = [k for k in state if k.startswith(CLASSIFIER_PREFIXES)]
+    if head_keys:
+        raise CheckpointError(
+            f"{path} is a classifier checkpoint (it holds {_names(head_keys)}), not pretraining weights; "
+            f"give --finetune an MAE pretraining checkpoint, or continue this finetuning with --resume {path}")
+    target = model.state_dict()
+    dropped = [k for k in state if k.startswith(DECODER_PREFIXES) or (k.startswith("norm.") and k not in target)]
+    for k in dropped:
+        del state[k]
+    resized = False
+    if "pos_embed" in state and state["pos_embed"].shape[-1] == target["pos_embed"].shape[-1]:
+        resized = interpolate_pos_embed(model, state)
+    parts = _fit_problems(state, target, {k for k in target if not k.startswith(CLASSIFIER_PREFIXES)})
+    if parts:
+        raise CheckpointError(
+            f"{path} does not fit model {model_name} ({'; '.join(parts)}); "
+            "choose the --model whose encoder the pretraining used (e.g. vit_digits for mae_vit_digits)")
+    result = model.load_state_dict(state, strict=False)
+    want = {k for k in target if k.startswith(CLASSIFIER_PREFIXES)}
+    if set(result.missing_keys) != want or result.unexpected_keys:  # cannot happen after the checks above
+        raise CheckpointError(f"{path}: unexpected load result (missing {_names(result.missing_keys)})")
+    with torch.no_grad():
+        trunc_normal_(model.head.weight, std=2e-5)
+        torch.nn.init.zeros_(model.head.bias)
+    epoch = ckpt.get("epoch")
+    return (f"loaded pretraining weights from {path}" + (f" (epoch {epoch})" if epoch is not None else "")
+            + f": {len(state)} tensors, dropped {len(dropped)} decoder/norm tensors"
+            + (", position embedding interpolated" if resized else "")
+            + f"; new {_names(want, 4)}")
+
+
+def load_classifier(model, path, model_name: str) -> dict:
+    """Load a finetuned classifier checkpoint into ``model`` (errors name the mismatched keys)."""
+    ckpt = load(path)
+    state = strip_module(ckpt["model"])
+    target = model.state_dict()
+    if "head.weight" not in state:
+        raise CheckpointError(
+            f"{path} has no classifier head (head.weight): it is a pretraining checkpoint; finetune it first "
+            f"(python -m mae.finetune --finetune {path}) and validate the finetuned checkpoint")
+    missing = sorted(set(target) - set(state))
+    unexpected = sorted(set(state) - set(target))
+    wrong = sorted(k for k in set(target) & set(state) if tuple(target[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+        parts = [f"{label}: {', '.join(keys[:5])}{' and more' if len(keys) > 5 else ''}"
+                 for label, keys in (("wrong shape", wrong), ("missing", missing), ("unexpected", unexpected))
+                 if keys]
+        raise CheckpointError(f"{path} does not fit model {model_name} ({'; '.join(parts)}); "
+                              "pass the --config / --model / --nb_classes / --input_size it was finetuned with")
+    model.load_state_dict(state)
+    return ckpt

@@ -45,7 +45,8 @@ _TYPE_NAMES = {"int": int, "float": float, "str": str, "bool": bool, "list": lis
 #: keys that take one of a fixed set of values
 CHOICES = {
     "device": ("cpu", "cuda", "ipu", "auto"),
-    "precision": ("fp32", "bf16", "fp16"),
+    "precision": ("auto", "fp32", "bf16", "fp16"),
+    "loader_mode": ("sync", "async", "rebatch"),
     "gelu_type": ("erf", "tanh"),
     "job": ("pretrain", "finetune"),
 }

@@ -239,6 +239,18 @@ def _digits_complete(out: pathlib.Path) -> dict | None:
     return info
 
 
+def _write_digit_split(folder: pathlib.Path, ids, digits, input_size: int) -> None:
+    import numpy as np
+    from PIL import Image
+
+    for cls in range(10):
+        (folder / str(cls)).mkdir(parents=True)
+    for i in sorted(ids):
+        pixels = np.clip(np.rint(digits.images[i] * (255.0 / 16.0)), 0, 255).astype(np.uint8)
+        img = Image.fromarray(pixels).resize((input_size, input_size), Image.BICUBIC)
+        img.convert("RGB").save(folder / str(digits.target[i]) / f"{i:04d}.png")
+
+
 def write_digits(out, input_size: int = 32, seed: int = 0, val_fraction: float = 0.2) -> str:
     """Write scikit-learn's 1,797 digits as ``out/{train,validation}/<digit>/<index>.png``.
 
@@ -260,7 +272,6 @@ def write_digits(out, input_size: int = 32, seed: int = 0, val_fraction: float =
         raise DataError(f"{out} exists and is not a complete digits dataset; remove it or choose another --out")
 
     import numpy as np
-    from PIL import Image
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -276,12 +287,7 @@ def write_digits(out, input_size: int = 32, seed: int = 0, val_fraction: float =
     os.chmod(tmp, 0o777 & ~umask)
     try:
         for split, ids in (("train", train_idx), ("validation", val_idx)):
-            for cls in range(10):
-                (tmp / split / str(cls)).mkdir(parents=True)
-            for i in sorted(ids):
-                pixels = np.clip(np.rint(digits.images[i] * (255.0 / 16.0)), 0, 255).astype(np.uint8)
-                img = Image.fromarray(pixels).resize((input_size, input_size), Image.BICUBIC)
-                img.convert("RGB").save(tmp / split / str(digits.target[i]) / f"{i:04d}.png")
+            _write_digit_split(tmp / split, ids, digits, input_size)
         info = {"input_size": input_size, "seed": seed, "train": len(train_idx), "validation": len(val_idx),
                 "classes": 10, "source": "sklearn.datasets.load_digits"}
         (tmp / DIGITS_MARKER).write_text(json.dumps(info, indent=1) + "\n")

@@ -86,19 +86,14 @@ def init(device: str = "auto", timeout_s: int = 1800) -> DistInfo:
 
 
 def _init_popdist() -> DistInfo:
-    """Under poprun: one instance per process, each driving several replicas."""
-    try:
-        import popdist
-        import popdist.poptorch  # noqa: F401
-    except ImportError:
+    """Under poprun: one instance per process, each driving several replicas (popdist tells which)."""
+    from mae import ipu_comm  # the SDK's popdist is imported only in the IPU modules
+
+    place = ipu_comm.popdist_place()
+    if place is None:
         return DistInfo(device="ipu")
-    if not popdist.isPopdistEnvSet():
-        return DistInfo(device="ipu")
-    popdist.init()
-    return DistInfo(
-        rank=popdist.getInstanceIndex(), world_size=popdist.getNumInstances(), device="ipu",
-        local_rank=popdist.getInstanceIndex(),
-    )
+    rank, world = place
+    return DistInfo(rank=rank, world_size=world, device="ipu", local_rank=rank)
 
 
 def sampler(dataset, info: DistInfo, shuffle: bool = True, seed: int = 0, drop_last: bool = True):

@@ -11,15 +11,15 @@ whatever the world size.
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
+from mae import precision as precision_policy
+from mae.errors import check_finite
 from mae.metrics import MetricLogger, SmoothedValue
 
 FINETUNE_FORMATS = {"lr": "{:.6f}", "loss": "{:.4f}", "time": "{:.4f}", "data": "{:.4f}",
@@ -36,13 +36,11 @@ def finetune_line(header: str, i: int, n: int, meters: dict[str, SmoothedValue])
     return "  ".join(parts)
 
 
-def autocast(device_type: str, precision: str):
-    """bf16 autocast (CPU and CUDA), fp16 autocast (CUDA), or nothing for fp32."""
-    if precision == "bf16":
-        return torch.autocast(device_type, dtype=torch.bfloat16)
-    if precision == "fp16" and device_type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
+def autocast(device_type: str, prec):
+    """The autocast of the job's :class:`mae.precision.Precision` (a config value is resolved first)."""
+    if isinstance(prec, str):
+        prec = precision_policy.resolve(prec, device_type)
+    return precision_policy.autocast(device_type, prec)
 
 
 def train_one_epoch(model, criterion, loader, optimizer, epoch: int, *, device, schedule, accum_iter: int = 1,
@@ -69,10 +67,7 @@ def train_one_epoch(model, criterion, loader, optimizer, epoch: int, *, device, 
         with autocast(device_type, precision):
             outputs = model(samples)
         loss = criterion(outputs.float(), targets)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            print(f"Loss is {loss_value}, stopping training", file=sys.stderr, flush=True)
-            raise SystemExit(1)
+        loss_value = check_finite(loss.item(), epoch, step)
         loss = loss / accum_iter
         update = (step + 1) % accum_iter == 0 or step + 1 == steps
         if scaler is not None:

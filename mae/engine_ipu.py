@@ -1,109 +1,122 @@
-"""Pretraining on Graphcore IPUs through poptorch; imported only when the config's device is ipu.
+"""One IPU epoch (pretraining, finetuning) and one IPU evaluation, on objects the entries built.
 
-The host builds the model and the AdamW param groups exactly as on CPU/GPU; :mod:`mae.ipu`
-places the blocks on the pipeline stages of ``cfg.pipeline``, casts to fp16 when ``cfg.half``,
-applies loss scaling, replication (popdist under poprun), gradient accumulation and the executable
-cache. One call of the training model is one optimizer step over
-``batch_size x gradient_accumulation_count x replicas (x device_iterations)`` images. Checkpoints,
-meter lines and metrics.jsonl are the same as on CPU/GPU (written by instance 0).
-
-This path needs the Poplar SDK; without poptorch it stops with one line (exit status 2).
+Nothing here imports the SDK: ``training`` is a ``poptorch.trainingModel`` (one call = one
+optimizer step over ``batch_size x gradient_accumulation_count x replicas x device_iterations``
+images, the loss of every micro-batch out), ``popt`` its optimizer, ``inference`` a
+``poptorch.inferenceModel`` returning logits, ``reduce`` sums a list of floats over every poprun
+instance (:func:`mae.ipu_comm.instance_sum`). The lr schedule is pushed to the device with
+``setOptimizer`` every ``optimizer_update_freq`` steps. Meter lines and metrics.jsonl records are
+those of the CPU/GPU engines, with loss averaged and throughput summed over instances.
 """
 from __future__ import annotations
 
-import datetime
-import math
-import pathlib
 import time
 
-from mae.errors import DeviceError
+import torch
+
+from mae import metrics, optim, seeding
+from mae.engine_finetune import finetune_line
+from mae.engine_pretrain import _step_record
+from mae.errors import check_finite
+from mae.ipu_mixup import count_correct
 
 
-def run(cfg, hooks=None) -> dict:
-    from mae import ipu
+def set_lr(popt, training, epoch_f: float, lr: float, scales: list[float], cfg) -> float:
+    """Scheduled lr on every group (times its layer-decay scale), pushed to the device."""
+    value = optim.lr_at(epoch_f, lr, cfg.min_lr, cfg.warmup_epochs, cfg.epochs)
+    for group, scale in zip(popt.param_groups, scales):
+        group["lr"] = value * scale
+    training.setOptimizer(popt)
+    return value
 
-    poptorch = ipu.require_poptorch()  # one line saying the Poplar SDK must be enabled, exit status 2
-    import torch
 
-    from mae import checkpoint, config, data, dist, metrics, optim
-    from mae.engine_pretrain import (CheckpointContext, TrainingError, _call_hooks, build_model, default_hooks,
-                                     seed_everything, seed_for)
+def _mean_over_instances(reduce, loss: float) -> float:
+    total, count = reduce([loss, 1.0])
+    return total / max(count, 1.0)
 
-    hooks = default_hooks() if hooks is None else hooks
-    info = dist.init("ipu")
-    output_dir = pathlib.Path(cfg.output_dir)
-    seed_everything(seed_for(cfg.seed, 0, 0, stream=2))
-    dataset = data.build_pretrain_dataset(cfg)
-    model = build_model(cfg)
-    lr = optim.resolve_lr(cfg, info.world_size)
-    optimizer = optim.build_adamw(model, cfg, lr, betas=(0.9, 0.95))
 
-    start_epoch = 0
-    path, ckpt = checkpoint.resolve_resume(cfg.resume, output_dir)
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        start_epoch = int(ckpt["epoch"]) + 1
-        if info.is_main:
-            print(f"resumed from {path} (epoch {ckpt['epoch']} done)", flush=True)
-
-    popt = ipu.to_poptorch_optimizer(optimizer, cfg)
-    training = ipu.wrap_for_training(model, popt, cfg)
-    opts = training.options
-    loader = poptorch.DataLoader(opts, dataset, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                                 num_workers=cfg.num_workers, mode=poptorch.DataLoaderMode.Async)
-    steps = len(loader)
-    if steps == 0:
-        raise DeviceError(f"the training set has {len(dataset)} images: too few for one IPU step; add data")
-    if info.is_main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        print(f"pretrain {cfg.model} on IPU: {cfg.replica} replica(s) x {cfg.ipus_per_replica} IPU(s), "
-              f"{info.world_size} instance(s), effective batch {optim.effective_batch(cfg, info.world_size)}, "
-              f"lr {lr:.3e}, {steps} steps/epoch, output {output_dir}", flush=True)
-    jsonl = metrics.Tracker(output_dir, "pretrain", cfg) if info.is_main else None
-    stats: dict = {}
-    try:
-        for epoch in range(start_epoch, cfg.epochs):
-            seed_everything(seed_for(cfg.seed, epoch, info.rank))
-            gen = torch.Generator().manual_seed(seed_for(cfg.seed, epoch, info.rank, stream=1))
-            meters = metrics.MetricLogger()
-            start = end = time.perf_counter()
-            for i, (imgs, _) in enumerate(loader):
-                data_time = time.perf_counter() - end
-                lr_now = optim.adjust_learning_rate(popt, epoch + i / steps, lr, cfg.min_lr,
-                                                    cfg.warmup_epochs, cfg.epochs)
-                training.setOptimizer(popt)
-                noise = torch.rand(imgs.shape[0], model.num_patches, generator=gen)
-                loss = float(training(imgs, noise.half() if cfg.half else noise).float().mean())
-                if not math.isfinite(loss):
-                    raise TrainingError(f"loss is {loss} at epoch {epoch} step {i}; stopping "
-                                        "(try a lower --blr or a different --loss_scale)")
-                now = time.perf_counter()
-                iter_time, end = now - end, now
-                meters.update(time=iter_time, data=data_time, loss=loss,
-                              throughput=imgs.shape[0] * info.world_size / max(iter_time, 1e-9), LR=lr_now)
-                if info.is_main and (i % cfg.print_freq == 0 or i == steps - 1):
-                    print(meters.line(f"Training Epoch: [{epoch}]", i, steps), flush=True)
-                    jsonl.write({"type": "step", "epoch": epoch, "step": i, "steps": steps, "loss": loss,
-                                 "lr": lr_now, "throughput": meters["throughput"].value, "time": iter_time,
-                                 "data": data_time})
-            elapsed = time.perf_counter() - start
-            stats = {"loss": meters["loss"].avg, "lr": lr_now, "epoch_time": elapsed,
-                     "throughput": meters["throughput"].avg}
+def pretrain_one_epoch(training, loader, popt, scales, epoch: int, cfg, info, lr: float, jsonl, reduce,
+                       num_patches: int, half: bool) -> dict:
+    """One pretraining epoch on the IPUs; returns the epoch record (instance 0 writes the files)."""
+    steps, header = len(loader), f"Training Epoch: [{epoch}]"
+    gen = seeding.generator(cfg.seed, epoch, info.rank, seeding.NOISE)
+    meters, lr_now = metrics.MetricLogger(), lr
+    start = end = time.perf_counter()
+    images = 0.0
+    for i, (imgs, _) in enumerate(loader):
+        data_time = time.perf_counter() - end
+        if i % cfg.optimizer_update_freq == 0:
+            lr_now = set_lr(popt, training, epoch + i / steps, lr, scales, cfg)
+        noise = torch.rand(imgs.shape[0], num_patches, generator=gen)
+        loss = check_finite(float(training(imgs, noise.half() if half else noise).float().mean()), epoch, i,
+                            "try a lower --blr or another --loss_scale")
+        now = time.perf_counter()
+        iter_time, end = now - end, now
+        images += imgs.shape[0]
+        meters.update(time=iter_time, data=data_time, loss=loss,
+                      throughput=imgs.shape[0] * info.world_size / max(iter_time, 1e-9), LR=lr_now)
+        if i % cfg.print_freq == 0 or i == steps - 1:
+            mean = _mean_over_instances(reduce, loss)
             if info.is_main:
-                jsonl.write({"type": "epoch", "epoch": epoch, **stats})
-                training.copyWeightsToHost()
-                state = {"model": {k: v.float() for k, v in model.state_dict().items()},
-                         "optimizer": popt.state_dict(), "epoch": epoch, "scaler": None,
-                         "args": config.to_dict(cfg)}
-                keep = (epoch + 1) % cfg.saveckp_freq == 0 or epoch + 1 == cfg.epochs
-                ckpt_path = checkpoint.save_checkpoint(output_dir, state, keep_copy=keep)
-                if keep:
-                    _call_hooks(hooks, CheckpointContext(model, epoch, output_dir, cfg, "ipu", dataset,
-                                                         jsonl.path, ckpt_path))
-                print(f"Training Epoch: [{epoch}] done in {datetime.timedelta(seconds=int(elapsed))}", flush=True)
-    finally:
-        if jsonl is not None:
-            jsonl.close()
-        training.detachFromDevice()
+                print(meters.line(header, i, steps), flush=True)
+                jsonl.write(_step_record(epoch, i, steps, mean, lr_now, meters, iter_time, data_time))
+    return _epoch_stats(meters, lr_now, time.perf_counter() - start, images, reduce, header, info)
+
+
+def _epoch_stats(meters, lr_now, elapsed, images, reduce, header, info) -> dict:
+    loss_sum, count, total_images = reduce([meters["loss"].avg, 1.0, images])
+    stats = {"loss": loss_sum / max(count, 1.0), "lr": lr_now, "epoch_time": elapsed,
+             "throughput": total_images / max(elapsed, 1e-9), "images": int(total_images)}
+    if info.is_main:
+        print(f"{header} done: {meters['loss'].count} steps in {elapsed:.0f} s  loss {stats['loss']:.4f}  "
+              f"throughput {stats['throughput']:.1f} images/s", flush=True)
     return stats
+
+
+def finetune_one_epoch(training, loader, popt, scales, epoch: int, cfg, info, lr: float, log, reduce) -> dict:
+    """One finetuning epoch on the IPUs (batches already mixed on the host)."""
+    steps = len(loader)
+    logger, lr_now = metrics.MetricLogger(), lr
+    start = end = time.perf_counter()
+    images = 0.0
+    for i, (imgs, targets) in enumerate(loader):
+        data_time = time.perf_counter() - end
+        if i % cfg.optimizer_update_freq == 0:
+            lr_now = set_lr(popt, training, epoch + i / steps, lr, scales, cfg)
+        loss = check_finite(float(training(imgs, targets).float().mean()), epoch, i,
+                            "try a lower --blr or another --loss_scale")
+        batch_time = time.perf_counter() - end
+        end = time.perf_counter()
+        images += imgs.shape[0]
+        logger.update(lr=lr_now, loss=loss, time=batch_time, data=data_time,
+                      throughput=imgs.shape[0] * info.world_size / max(batch_time, 1e-9))
+        if i % cfg.print_freq == 0 or i + 1 == steps:
+            mean = _mean_over_instances(reduce, loss)
+            if info.is_main:
+                print(finetune_line(f"Epoch: [{epoch}]", i, steps, logger.meters), flush=True)
+                if log is not None:
+                    log({"job": "finetune", "epoch": epoch, "step": i, "steps": steps, "loss": mean, "lr": lr_now,
+                         "throughput": logger["throughput"].value})
+    return _epoch_stats(logger, lr_now, time.perf_counter() - start, images, reduce, f"Epoch: [{epoch}]", info)
+
+
+@torch.no_grad()
+def evaluate(inference, loader, info, reduce, print_freq: int = 20, header: str = "Test:") -> dict:
+    """Top-1, top-5 (%), mean loss and n: padded samples weigh 0, sums over every instance."""
+    sums = torch.zeros(4, dtype=torch.float64)  # loss sum, correct@1, correct@5, n
+    logger, steps = metrics.MetricLogger(), len(loader)
+    end = time.perf_counter()
+    for i, (imgs, labels, valid) in enumerate(loader):
+        batch = count_correct(inference(imgs), labels, valid)
+        sums += batch
+        n = max(float(batch[3]), 1.0)
+        logger.update(loss=float(batch[0]) / n, acc1=100.0 * float(batch[1]) / n, acc5=100.0 * float(batch[2]) / n,
+                      time=time.perf_counter() - end)
+        end = time.perf_counter()
+        if info.is_main and (i % print_freq == 0 or i + 1 == steps):
+            print(finetune_line(header, i, steps, logger.meters), flush=True)
+    loss_sum, c1, c5, n = reduce(sums.tolist())
+    n = int(round(n))
+    if n == 0:
+        return {"top1": float("nan"), "top5": float("nan"), "loss": float("nan"), "n": 0}
+    return {"top1": 100.0 * c1 / n, "top5": 100.0 * c5 / n, "loss": loss_sum / n, "n": n}

@@ -33,6 +33,20 @@ class DeviceError(UserError):
     """Requested device is not available (e.g. ipu without the Poplar SDK)."""
 
 
+class TrainingError(UserError):
+    """Training cannot go on (the loss became NaN or infinite)."""
+
+
+def check_finite(loss: float, epoch: int, step: int, hint: str = "") -> float:
+    """The one NaN behaviour of every job: a non-finite loss stops the job with one sentence (exit 2)."""
+    import math
+
+    if not math.isfinite(loss):
+        hint = hint or "try a lower --blr, more --warmup_epochs or --precision fp32"
+        raise TrainingError(f"loss is {loss} at epoch {epoch} step {step}; stopping ({hint})")
+    return loss
+
+
 @contextlib.contextmanager
 def user_errors(prog: str = "mae"):
     """Turn :class:`UserError` into one line on stderr and ``SystemExit(2)``.

@@ -1,18 +1,17 @@
-"""PopTorch glue for Graphcore IPUs. Import this module only when the device is ``ipu``.
+"""PopTorch glue for Graphcore IPUs. Imported only when the config's device is ``ipu``.
 
 Nothing here imports poptorch at module level: :func:`require_poptorch` does, and turns its absence
 into :class:`SDKNotEnabled` (a :class:`mae.errors.DeviceError`, so entry points exit with status 2
-and one line). The stage placement (:func:`assign_stages`) is pure and tested without the SDK.
+and one line). The pure parts live beside it: placement in :mod:`mae.ipu_stages`, optimizer state
+conversion in :mod:`mae.ipu_state`, host-side mixup and validation shards in :mod:`mae.ipu_mixup`.
 
-Training on IPUs (``cfg`` is the job's config: a mapping or an object with attributes)::
-
-    ipu_model = wrap_for_training(model, optimizer, cfg)   # poptorch.trainingModel
-    loss = ipu_model(imgs)           # forward + backward + optimizer step, on the device
-    # after changing the lr of ``optimizer``'s param groups: ipu_model.setOptimizer(
-    #     to_poptorch_optimizer(optimizer, cfg))  (or keep the returned poptorch optimizer)
-
-The wrapped model returns the loss of every micro-batch (``loss.mean()`` is the step's loss);
-``model`` (the host copy) keeps the reference state-dict names for checkpoints.
+    opts = make_options(cfg, ipus)                       # poptorch.Options from the config keys
+    popt = to_poptorch_optimizer(optimizer, cfg, model)  # same groups, Adam moments and step carried
+    training = wrap_for_training(model, popt, cfg)       # MAE: images, noise -> loss
+    training = wrap_classifier(model, popt, cfg)         # ViT: images, soft targets -> loss
+    inference = wrap_inference(model, cfg)               # ViT: images -> logits
+    loader = data_loader(opts, dataset, cfg, ...)        # poptorch.DataLoader (rebatched async)
+    torch_state = optimizer_state(popt, optimizer, model)  # back to a torch AdamW state dict
 """
 from __future__ import annotations
 
@@ -21,10 +20,14 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
+from mae import ipu_state
 from mae.errors import ConfigError, DeviceError
+from mae.ipu_mixup import soft_target_cross_entropy
+from mae.ipu_stages import _split_pipeline, assign_stages, ipus_per_replica  # noqa: F401 (re-exported)
 
-SDK_MESSAGE = ("device ipu needs PopTorch, which cannot be imported here: enable the Poplar SDK "
-               "(source <sdk>/enable and install its poptorch wheel into this environment), or use --device cpu|cuda")
+SDK_MESSAGE = ("device ipu needs PopTorch, which cannot be imported here: the Poplar SDK must be enabled "
+               "(source <sdk>/enable and install its poptorch wheel into this environment, e.g. "
+               "make install-ipu SDK=<sdk>), or use --device cpu|cuda")
 
 
 class SDKNotEnabled(DeviceError):
@@ -40,65 +43,6 @@ def require_poptorch():
     return poptorch
 
 
-# ---------------------------------------------------------------------------- pure placement
-def _split_pipeline(pipeline, enc_depth: int, dec_depth: int) -> tuple[list[int], list[int]]:
-    """Validate ``pipeline`` (blocks per IPU) and split it into encoder and decoder stages."""
-    where = f"config key `pipeline` {list(pipeline)!r}"
-    if not isinstance(pipeline, (list, tuple)) or not pipeline:
-        raise ConfigError(f"{where}: give a non-empty list of blocks per IPU, e.g. [3, 3, 3, 3, 2, 2, 2, 2]")
-    if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in pipeline):
-        raise ConfigError(f"{where}: every entry must be a whole number of blocks (0 or more)")
-    if dec_depth == 0:  # encoder-only model (classifier): the whole list is the encoder
-        enc, dec = list(pipeline), []
-    else:
-        if len(pipeline) % 2:
-            raise ConfigError(f"{where}: needs an even length, the first half for the encoder and the second "
-                              "half for the decoder, one entry per IPU")
-        half = len(pipeline) // 2
-        enc, dec = list(pipeline[:half]), list(pipeline[half:])
-    if sum(enc) != enc_depth:
-        raise ConfigError(f"{where}: the encoder stages hold {sum(enc)} blocks but the model has {enc_depth} "
-                          "encoder blocks; make the encoder entries add up to the model's depth")
-    if sum(dec) != dec_depth:
-        raise ConfigError(f"{where}: the decoder stages hold {sum(dec)} blocks but the model has {dec_depth} "
-                          "decoder blocks; make the decoder entries add up to the decoder depth")
-    return enc, dec
-
-
-def ipus_per_replica(pipeline, enc_depth: int, dec_depth: int) -> int:
-    """How many IPUs one replica of the model spans under ``pipeline``."""
-    enc, _ = _split_pipeline(pipeline, enc_depth, dec_depth)
-    return len(enc)
-
-
-def _block_ipus(stages: list[int]) -> list[int]:
-    return [ipu for ipu, count in enumerate(stages) for _ in range(count)]
-
-
-def assign_stages(pipeline, enc_depth: int, dec_depth: int) -> dict[str, int]:
-    """Module name -> IPU, as the reference places MAE on a pipeline of IPUs.
-
-    ``pipeline`` lists blocks per IPU: the first half for the encoder, the second half for the
-    decoder (with ``dec_depth == 0`` the whole list is the encoder). The patch embedding goes with
-    encoder block 0, the decoder embedding with decoder block 0, each norm with the last block
-    before it, and the decoder prediction (and so the loss computed after it) on the last IPU.
-    The dict is in execution order: each entry starts a new pipeline stage.
-    """
-    enc, dec = _split_pipeline(pipeline, enc_depth, dec_depth)
-    enc_ipus = _block_ipus(enc)
-    stages: dict[str, int] = {"patch_embed": enc_ipus[0]}
-    stages.update({f"blocks.{i}": ipu for i, ipu in enumerate(enc_ipus)})
-    stages["norm"] = enc_ipus[-1]
-    if dec_depth:
-        dec_ipus = _block_ipus(dec)
-        stages["decoder_embed"] = dec_ipus[0]
-        stages.update({f"decoder_blocks.{i}": ipu for i, ipu in enumerate(dec_ipus)})
-        stages["decoder_norm"] = dec_ipus[-1]
-        stages["decoder_pred"] = len(dec) - 1
-    return stages
-
-
-# ---------------------------------------------------------------------------- poptorch glue
 def _get(cfg: Any, key: str, default: Any = None) -> Any:
     if isinstance(cfg, Mapping):
         return cfg.get(key, default)
@@ -115,9 +59,9 @@ def _popdist():
     return popdist if popdist.isPopdistEnvSet() else None
 
 
-def make_options(cfg: Any, ipus: int | None = None):
-    """poptorch.Options for training: replication (popdist's options under poprun), gradient
-    accumulation, device iterations, executable cache, pipelined execution, RTS, fp16 rounding."""
+def make_options(cfg: Any, ipus: int | None = None, training: bool = True):
+    """poptorch.Options: replication (popdist's under poprun), device iterations, gradient
+    accumulation, executable cache, pipelining, RTS, fp16 rounding and partials, memory proportion."""
     poptorch = require_poptorch()
     popdist = _popdist()
     ipus = ipus or int(_get(cfg, "ipus_per_replica", 1) or 1)
@@ -127,20 +71,25 @@ def make_options(cfg: Any, ipus: int | None = None):
         opts = poptorch.Options()
         opts.replicationFactor(int(_get(cfg, "replica", 1) or 1))
     opts.deviceIterations(int(_get(cfg, "device_iterations", 1) or 1))
-    opts.Training.gradientAccumulation(int(_get(cfg, "gradient_accumulation_count", 1) or 1))
-    opts.Training.accumulationAndReplicationReductionType(poptorch.ReductionType.Mean)
     opts.outputMode(poptorch.OutputMode.All)
     opts.randomSeed(int(_get(cfg, "seed", 0) or 0))
+    if training:
+        opts.Training.gradientAccumulation(int(_get(cfg, "gradient_accumulation_count", 1) or 1))
+        opts.Training.accumulationAndReplicationReductionType(poptorch.ReductionType.Mean)
     cache = _get(cfg, "executable_cache_path")
     if cache:
         opts.enableExecutableCaching(str(cache))
     if ipus > 1:
         opts.setExecutionStrategy(poptorch.PipelinedExecution(poptorch.AutoStage.AutoIncrement))
-    if _get(cfg, "rts", False):  # shard the optimizer state over the replicas
+        opts.setAvailableMemoryProportion({f"IPU{i}": float(_get(cfg, "available_memory_proportion", 0.15))
+                                           for i in range(ipus)})
+    if training and _get(cfg, "rts", False):  # shard the optimizer state over the replicas
         opts.TensorLocations.setOptimizerLocation(
             poptorch.TensorLocationSettings().useOnChipStorage(True).useReplicatedTensorSharding(True))
     if _get(cfg, "half", False):
-        opts.Precision.enableStochasticRounding(True)
+        opts.Precision.enableStochasticRounding(training)
+        if _get(cfg, "half_partials", True):
+            opts.Precision.setPartialsType(torch.float16)
     return opts
 
 
@@ -154,26 +103,41 @@ def apply_stages(model: nn.Module, stages: Mapping[str, int]) -> nn.Module:
     return model
 
 
-def to_poptorch_optimizer(optimizer: torch.optim.Optimizer, cfg: Any):
-    """poptorch.optim.AdamW with the same param groups (lr, weight decay, betas, eps) and the
-    config's static loss scaling; fp16 accumulators for the first moment when ``half``."""
+def to_poptorch_optimizer(optimizer: torch.optim.Optimizer, cfg: Any, model: nn.Module | None = None):
+    """poptorch.optim.AdamW with the same param groups (lr, weight decay, betas, eps), the config's
+    static loss scaling, fp16 first-moment accumulators when ``half``; with ``model``, the torch
+    optimizer's state (Adam moments and step, e.g. from ``--resume``) is carried to the IPU."""
     poptorch = require_poptorch()
     if isinstance(optimizer, poptorch.optim.Optimizer):
         return optimizer
     d = optimizer.defaults
-    keys = ("lr", "weight_decay", "betas", "eps")
-    groups = [{"params": g["params"], **{k: g[k] for k in keys if k in g}} for g in optimizer.param_groups]
+    hyper = ipu_state.group_hyper(optimizer.param_groups)
+    groups = [{"params": g["params"], **h} for g, h in zip(optimizer.param_groups, hyper)]
     half = bool(_get(cfg, "half", False))
-    return poptorch.optim.AdamW(
+    popt = poptorch.optim.AdamW(
         groups, lr=d.get("lr", 1e-3), betas=d.get("betas", (0.9, 0.95)), eps=d.get("eps", 1e-8),
         weight_decay=d.get("weight_decay", 0.05), loss_scaling=float(_get(cfg, "loss_scale", 1.0) or 1.0),
         accum_type=torch.float16 if half else torch.float32,
         first_order_momentum_accum_type=torch.float16 if half else torch.float32,
         second_order_momentum_accum_type=torch.float32)
+    if model is not None and optimizer.state:
+        names = ipu_state.index_names(optimizer, model)
+        carried = ipu_state.torch_to_ipu(optimizer.state_dict(), names, half=half)
+        current = popt.state_dict()
+        popt.load_state_dict({**current, "ipu_state": carried, "ipu_param": current.get("ipu_param") or {}})
+    return popt
+
+
+def optimizer_state(popt, optimizer: torch.optim.Optimizer, model: nn.Module) -> dict:
+    """The torch AdamW state dict of the IPU optimizer (after ``copyWeightsToHost``)."""
+    sd = popt.state_dict()
+    names = ipu_state.index_names(optimizer, model)
+    groups = optimizer.state_dict()["param_groups"]
+    return ipu_state.ipu_to_torch(sd.get("ipu_state") or {}, groups, names)
 
 
 class IPUTrainingStep(nn.Module):
-    """The MAE forward as poptorch trains it: images in, the loss (marked as the loss) out."""
+    """The MAE forward as poptorch trains it: images (and masking noise) in, the loss out."""
 
     def __init__(self, model: nn.Module, mask_ratio: float, half: bool = False):
         super().__init__()
@@ -189,24 +153,96 @@ class IPUTrainingStep(nn.Module):
         return poptorch.identity_loss(loss, reduction="none")
 
 
-def wrap_for_training(model: nn.Module, optimizer: torch.optim.Optimizer, cfg: Any):
-    """Place ``model`` on the IPUs (stages from ``cfg.pipeline``), cast to fp16 when ``cfg.half``,
-    and return ``poptorch.trainingModel`` with options from :func:`make_options`."""
-    poptorch = require_poptorch()
+class ClassifierStep(nn.Module):
+    """ViT finetuning step: images and soft targets (mixed on the host) in, the loss out."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, imgs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        poptorch = require_poptorch()
+        logits = self.model(imgs).float()
+        loss = soft_target_cross_entropy(logits, targets.float())
+        return poptorch.identity_loss(loss, reduction="none")
+
+
+class ClassifierEval(nn.Module):
+    """ViT inference: images in, fp32 logits out (top-k and sums on the host)."""
+
+    def __init__(self, model: nn.Module, half: bool = False):
+        super().__init__()
+        self.model, self.half = model, half
+
+    def forward(self, imgs: torch.Tensor) -> torch.Tensor:
+        return self.model(imgs.half() if self.half else imgs).float()
+
+
+def _place(model: nn.Module, cfg: Any, classifier: bool) -> int:
+    """Put the blocks on the pipeline stages of ``cfg.pipeline``; return the IPUs per replica."""
     pipeline = list(_get(cfg, "pipeline", []) or [])
-    ipus = 1
-    if pipeline:
-        enc_depth = len(getattr(model, "blocks", []))
-        dec_depth = len(getattr(model, "decoder_blocks", []))
-        ipus = ipus_per_replica(pipeline, enc_depth, dec_depth)
-        wanted = int(_get(cfg, "ipus_per_replica", ipus) or ipus)
-        if wanted != ipus:
-            raise ConfigError(f"config key `ipus_per_replica` is {wanted} but `pipeline` {pipeline!r} spans "
-                              f"{ipus} IPUs; make them agree")
-        apply_stages(model, assign_stages(pipeline, enc_depth, dec_depth))
+    if not pipeline:
+        return 1
+    enc_depth = len(getattr(model, "blocks", []))
+    dec_depth = len(getattr(model, "decoder_blocks", []))
+    ipus = ipus_per_replica(pipeline, enc_depth, dec_depth)
+    wanted = int(_get(cfg, "ipus_per_replica", ipus) or ipus)
+    if wanted != ipus:
+        raise ConfigError(f"config key `ipus_per_replica` is {wanted} but `pipeline` {pipeline!r} spans "
+                          f"{ipus} IPUs; make them agree")
+    apply_stages(model, assign_stages(pipeline, enc_depth, dec_depth, classifier=classifier))
+    return ipus
+
+
+def wrap_for_training(model: nn.Module, optimizer, cfg: Any):
+    """MAE pretraining: place ``model`` on the IPUs, cast to fp16 when ``cfg.half``, and return
+    ``poptorch.trainingModel`` with options from :func:`make_options`."""
+    poptorch = require_poptorch()
+    ipus = _place(model, cfg, classifier=False)
     half = bool(_get(cfg, "half", False))
     if half:
         model.half()
     step = IPUTrainingStep(model, _get(cfg, "mask_ratio", 0.75), half=half)
     return poptorch.trainingModel(step, options=make_options(cfg, ipus),
                                   optimizer=to_poptorch_optimizer(optimizer, cfg))
+
+
+def wrap_classifier(model: nn.Module, optimizer, cfg: Any):
+    """ViT finetuning: the pipelined classifier (fp16 when ``cfg.half``) as a poptorch.trainingModel."""
+    poptorch = require_poptorch()
+    ipus = _place(model, cfg, classifier=True)
+    if _get(cfg, "half", False):
+        model.half()
+    return poptorch.trainingModel(ClassifierStep(model), options=make_options(cfg, ipus),
+                                  optimizer=to_poptorch_optimizer(optimizer, cfg))
+
+
+def wrap_inference(model: nn.Module, cfg: Any):
+    """ViT validation: the pipelined classifier as a poptorch.inferenceModel (logits out)."""
+    poptorch = require_poptorch()
+    ipus = _place(model, cfg, classifier=True)
+    half = bool(_get(cfg, "half", False))
+    if half:
+        model.half()
+    model.eval()
+    return poptorch.inferenceModel(ClassifierEval(model, half), options=make_options(cfg, ipus, training=False))
+
+
+def data_loader(opts, dataset, cfg: Any, *, shuffle: bool, collate_fn=None, drop_last: bool = True,
+                auto_distributed_partitioning: bool = True, worker_init_fn=None):
+    """poptorch.DataLoader in the config's ``loader_mode`` (rebatched asynchronous by default)."""
+    poptorch = require_poptorch()
+    modes = {"sync": poptorch.DataLoaderMode.Sync, "async": poptorch.DataLoaderMode.Async,
+             "rebatch": poptorch.DataLoaderMode.AsyncRebatched}
+    mode = modes[_get(cfg, "loader_mode", "rebatch")]
+    workers = int(_get(cfg, "num_workers", 0) or 0)
+    kwargs = {}
+    if mode is not poptorch.DataLoaderMode.Sync:
+        kwargs["async_options"] = {"load_indefinitely": True}
+    if mode is poptorch.DataLoaderMode.AsyncRebatched:
+        kwargs["rebatched_worker_size"] = int(_get(cfg, "rebatched_worker_size", 128))
+    return poptorch.DataLoader(opts, dataset, batch_size=int(_get(cfg, "batch_size", 1)), shuffle=shuffle,
+                               drop_last=drop_last, num_workers=workers, collate_fn=collate_fn,
+                               persistent_workers=workers > 0, worker_init_fn=worker_init_fn,
+                               auto_distributed_partitioning=auto_distributed_partitioning, mode=mode,
+                               **kwargs)

@@ -57,11 +57,19 @@ def mode() -> str:
     return _mode if _mode is not None else _ENV_MODE
 
 
+#: torch.library.register_fake and friends (torch 2.4+); older torch (the Poplar SDK's 2.0.1) takes
+#: the plain path, with the one warning of a library that did not load
+_TORCH_OK = hasattr(torch, "library") and hasattr(torch.library, "register_fake")
+
+
 def _try_load(retry: bool = False) -> bool:
     global _loaded, _tried, _load_error
     if not _loaded and (retry or not _tried):
         _tried = True
         path = _native.library_path()
+        if not _TORCH_OK:
+            _load_error = f"torch {torch.__version__} lacks the custom-op APIs the native op needs (torch 2.4 or newer)"
+            return False
         try:
             _native.load(path)
             _kernels.update({d: _native.has_kernel(d) for d in ("cpu", "cuda")})

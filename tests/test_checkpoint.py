@@ -12,6 +12,9 @@ import torch
 from mae import checkpoint
 from mae.errors import CheckpointError
 
+# also run by make test-sdk-compat (torch 2.0.1, the Poplar SDK's)
+pytestmark = pytest.mark.sdk_compat
+
 
 def state(epoch, n=4):
     return {"model": {"w": torch.full((n,), float(epoch))}, "optimizer": {}, "epoch": epoch, "scaler": {},
@@ -81,3 +84,10 @@ def test_sigkill_during_saves_leaves_a_valid_checkpoint(tmp_path):
     # a later save removes the dead writer's temp file
     checkpoint.save_checkpoint(tmp_path, state(99), keep_copy=False)
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pth"]
+
+
+def test_missing_pretraining_checkpoint_names_the_finetune_flag(tmp_path):
+    from mae import models_vit
+
+    with pytest.raises(CheckpointError, match="give --finetune an existing file"):
+        checkpoint.load_pretrained(models_vit.vit_tiny_patch4(), tmp_path / "none.pth")

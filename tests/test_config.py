@@ -9,6 +9,9 @@ import yaml
 from mae import config, optim
 from mae.errors import ConfigError
 
+# also run by make test-sdk-compat (torch 2.0.1, the Poplar SDK's)
+pytestmark = pytest.mark.sdk_compat
+
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
 
 

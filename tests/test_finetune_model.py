@@ -7,6 +7,9 @@ from PIL import Image
 
 from mae import augment, lr_decay, models_vit
 
+# also run by make test-sdk-compat (torch 2.0.1, the Poplar SDK's)
+pytestmark = pytest.mark.sdk_compat
+
 REFERENCE = pathlib.Path(__file__).resolve().parent / "data"  # copies of the reference key lists
 
 

@@ -13,6 +13,9 @@ from mae import ipu
 from mae.errors import ConfigError, DeviceError, UserError
 from mae.models_mae import create_model
 
+# also run by make test-sdk-compat (torch 2.0.1, the Poplar SDK's)
+pytestmark = pytest.mark.sdk_compat
+
 REFERENCE_PIPELINE = [3, 3, 3, 3, 2, 2, 2, 2]
 
 

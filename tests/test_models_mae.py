@@ -1,6 +1,7 @@
 """The MAE pretraining model against the reference: masking, loss, names/shapes, init, pos embed."""
 from __future__ import annotations
 
+import inspect
 import math
 from pathlib import Path
 
@@ -11,6 +12,9 @@ import torch
 from mae import models_mae
 from mae.models_mae import MaskedAutoencoderViT, create_model
 from mae.pos_embed import get_2d_sincos_pos_embed, interpolate_pos_embed
+
+# also run by make test-sdk-compat (torch 2.0.1, the Poplar SDK's)
+pytestmark = pytest.mark.sdk_compat
 
 KEYS_TSV = Path(__file__).resolve().parent / "data" / "mae_vit_base_patch16.keys.tsv"  # copy of the reference list
 
@@ -174,6 +178,11 @@ def test_reference_shaped_state_dict_loads_strictly():
     with torch.device("meta"):
         model = create_model("mae_vit_base_patch16")
         sd = {k: torch.empty(shape) for k, shape in reference_keys()}
+    if "assign" not in inspect.signature(model.load_state_dict).parameters:
+        # torch 2.0 (the Poplar SDK's) cannot load into meta tensors: compare names and shapes instead
+        assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == \
+            {k: tuple(v.shape) for k, v in sd.items()}
+        return
     result = model.load_state_dict(sd, strict=True, assign=True)
     assert not result.missing_keys and not result.unexpected_keys
 

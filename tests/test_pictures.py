@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from mae import config, engine_pretrain, models_mae, models_vit, pictures, visualize
+from mae import config, models_mae, models_vit, pictures, pretrain, visualize
 
 from test_finetune import write_folder_dataset
 
@@ -57,7 +57,7 @@ def pretrain_run(tmp_path_factory):
                         "--data_path", str(data), "--output_dir", str(out), "--batch_size", "6", "--epochs", "2",
                         "--saveckp_freq", "1", "--num_workers", "0", "--device", "cpu", "--warmup_epochs", "1"],
                        job="pretrain")
-    engine_pretrain.run(cfg)  # default hooks: mae.pictures.on_pretrain_checkpoint
+    pretrain.run(cfg)  # default hooks: mae.pictures.on_pretrain_checkpoint
     return data, out
 
 

@@ -5,8 +5,11 @@ import re
 import pytest
 import torch
 
-from mae import config, engine_pretrain, metrics, optim
+from mae import config, metrics, optim, precision, pretrain
 from mae.models_mae import create_model
+
+# also run by make test-sdk-compat (torch 2.0.1, the Poplar SDK's)
+pytestmark = pytest.mark.sdk_compat
 
 TINY = ["--model", "mae_vit_tiny_patch4", "--input_size", "16", "--generated_data", "--generated_size", "48",
         "--batch_size", "8", "--num_workers", "0", "--device", "cpu", "--print_freq", "2", "--warmup_epochs", "1",
@@ -51,7 +54,7 @@ def test_weight_decay_groups():
 def test_run_prints_parsable_meter_lines_and_writes_outputs(tmp_path, capsys):
     cfg = tiny_cfg(tmp_path, "--epochs", "2", "--saveckp_freq", "1", "--gradient_accumulation_count", "2")
     seen = []
-    stats = engine_pretrain.run(cfg, hooks=[lambda ctx: seen.append((ctx.epoch, ctx.checkpoint_path.name))])
+    stats = pretrain.run(cfg, hooks=[lambda ctx: seen.append((ctx.epoch, ctx.checkpoint_path.name))])
     out = capsys.readouterr().out
     lines = [line for line in out.splitlines() if line.startswith("Training Epoch: [")and "\t" in line]
     assert lines and lines[0].startswith("Training Epoch: [0][0/6]\ttime ")
@@ -92,16 +95,16 @@ def test_resumed_run_equals_uninterrupted(tmp_path, capsys, workers):
     data = image_folder(tmp_path / "data")
     common = ["--epochs", "3", "--saveckp_freq", "1", "--gradient_accumulation_count", "2", "--mask_ratio", "0.5",
               "--generated_data", "false", "--data_path", str(data), "--num_workers", str(workers)]
-    engine_pretrain.run(tiny_cfg(tmp_path / "a", *common), hooks=[])
+    pretrain.run(tiny_cfg(tmp_path / "a", *common), hooks=[])
 
     def stop_after_first(ctx):
         if ctx.epoch == 0:
             raise Stop
 
     with pytest.raises(Stop):
-        engine_pretrain.run(tiny_cfg(tmp_path / "b", *common), hooks=[stop_after_first])
+        pretrain.run(tiny_cfg(tmp_path / "b", *common), hooks=[stop_after_first])
     assert torch.load(tmp_path / "b" / "checkpoint.pth", weights_only=True)["epoch"] == 0
-    engine_pretrain.run(tiny_cfg(tmp_path / "b", *common, "--resume"), hooks=[])
+    pretrain.run(tiny_cfg(tmp_path / "b", *common, "--resume"), hooks=[])
     assert "resumed from" in capsys.readouterr().out
 
     a = torch.load(tmp_path / "a" / "checkpoint.pth", weights_only=True)
@@ -117,8 +120,8 @@ def test_resumed_run_equals_uninterrupted(tmp_path, capsys, workers):
 
 
 def test_nothing_to_do_when_done(tmp_path, capsys):
-    engine_pretrain.run(tiny_cfg(tmp_path, "--epochs", "1"), hooks=[])
-    assert engine_pretrain.run(tiny_cfg(tmp_path, "--epochs", "1", "--resume"), hooks=[]) == {}
+    pretrain.run(tiny_cfg(tmp_path, "--epochs", "1"), hooks=[])
+    assert pretrain.run(tiny_cfg(tmp_path, "--epochs", "1", "--resume"), hooks=[]) == {}
     assert "nothing to do" in capsys.readouterr().out
 
 
@@ -126,14 +129,29 @@ def test_too_little_data_is_one_clear_error(tmp_path):
     from mae.errors import DataError
 
     with pytest.raises(DataError, match="too few"):
-        engine_pretrain.run(tiny_cfg(tmp_path, "--generated_size", "4"), hooks=[])
+        pretrain.run(tiny_cfg(tmp_path, "--generated_size", "4"), hooks=[])
 
 
 def test_precision_choices():
-    assert engine_pretrain.autocast_dtype("fp32", "cpu") is None
-    assert engine_pretrain.autocast_dtype("bf16", "cuda") == torch.bfloat16
-    assert engine_pretrain.autocast_dtype("bf16", "cpu") in (None, torch.bfloat16)  # None: no native bf16
+    assert precision.resolve("fp32", "cpu").autocast is None
+    assert precision.resolve("bf16", "cuda").autocast == torch.bfloat16
+    assert precision.resolve("bf16", "cpu").autocast in (None, torch.bfloat16)  # None: no native bf16
+    assert precision.resolve("auto", "cuda").name == "fp32"
+    native = precision.cpu_has_bf16()
+    assert precision.resolve("auto", "cpu").name == ("bf16" if native else "fp32")
+    assert precision.resolve("auto", "ipu", half=True).half and not precision.resolve("auto", "ipu").half
     from mae.errors import ConfigError
 
     with pytest.raises(ConfigError, match="fp16 needs device cuda"):
-        engine_pretrain.autocast_dtype("fp16", "cpu")
+        precision.resolve("fp16", "cpu")
+    for value, half in (("bf16", False), ("fp32", True)):
+        with pytest.raises(ConfigError):
+            precision.resolve(value, "ipu", half=half)
+
+
+def test_cpu_bf16_detection_reads_cpuinfo_flags(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 amx_tile\n")
+    assert "avx512_bf16" in precision._cpuinfo_flags(str(info))
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx512f\n")
+    assert not precision._cpuinfo_flags(str(info)) & set(precision._CPU_FLAGS)

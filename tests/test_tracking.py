@@ -5,7 +5,7 @@ import pathlib
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from mae import engine_pretrain, metrics
+from mae import metrics, pretrain
 from tests.test_pretrain import tiny_cfg
 
 
@@ -41,7 +41,7 @@ def test_scalars_of_each_record_kind():
 
 def test_pretraining_writes_event_files_read_back(tmp_path):
     cfg = tiny_cfg(tmp_path, "--epochs", "2", "--saveckp_freq", "2")
-    engine_pretrain.run(cfg, hooks=[])
+    pretrain.run(cfg, hooks=[])
     records = metrics.read_jsonl(tmp_path / "metrics.jsonl")
     got = read_scalars(tmp_path)
     assert {"train/loss", "train/lr", "train/throughput", "epoch/loss", "epoch/lr", "epoch/throughput",
@@ -59,7 +59,7 @@ def test_wandb_offline_run_is_written(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     cfg = tiny_cfg(tmp_path, "--epochs", "1", "--wandb", "--wandb_project", "mae-test")
-    engine_pretrain.run(cfg, hooks=[])
+    pretrain.run(cfg, hooks=[])
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
     assert read_scalars(tmp_path)["epoch/loss"]  # TensorBoard is written as well
@@ -73,6 +73,6 @@ def test_wandb_without_key_warns_and_trains(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
     monkeypatch.setenv("HOME", str(tmp_path))
     cfg = tiny_cfg(tmp_path / "out", "--epochs", "1", "--wandb")
-    engine_pretrain.run(cfg, hooks=[])
+    pretrain.run(cfg, hooks=[])
     assert "--wandb: no W&B key" in capsys.readouterr().err
     assert read_scalars(tmp_path / "out")["epoch/loss"]
