@@ -1,0 +1,115 @@
+"""The pretraining augmentation on uint8 tensors, decoding JPEGs at reduced size when the crop allows.
+
+Same distribution as the reference (``mae.data.reference_pretrain_transform``): RandomResizedCrop
+(scale 0.2-1, ratio 3/4-4/3, bicubic with antialiasing) then a horizontal flip with p = 0.5, drawn
+from torch's generator in the reference's order (torchvision's own ``get_params``, then
+``torch.rand(1) < 0.5``), so a seed gives the reference's crops and flips. What differs is the work:
+
+  - the crop is chosen from the JPEG header alone (size without decoding);
+  - when the crop is at least twice the output side in both directions, libjpeg decodes the image
+    at half size through its DCT scaling (PIL ``draft``) and the crop box is mapped onto it exactly:
+    a quarter of the pixels decoded and resized, and the crop is still only ever scaled down;
+  - the crop and resize run on the decoded uint8 pixels in place (a channels-last view, torch's
+    vectorised antialiased bicubic kernel), with no crop copy and no float image;
+  - normalisation is one fused pass per sample, or one per batch (``normalize=False`` gives uint8
+    CHW tensors; ``normalize_batch`` turns a uint8 batch into the normalised float batch).
+
+API::
+
+    t = FastPretrainTransform(input_size)     t(pil_image_opened_not_loaded) -> float [3, S, S]
+    t.sample(width, height) -> (i, j, h, w, flip)   the random draw alone
+    normalize_batch(uint8 [N, 3, S, S]) -> float [N, 3, S, S]
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.nn.functional import interpolate
+from torchvision.transforms import RandomResizedCrop
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+SCALE = (0.2, 1.0)
+RATIO = (3.0 / 4.0, 4.0 / 3.0)
+_MEAN255 = torch.tensor(IMAGENET_MEAN).mul(255.0).view(3, 1, 1)
+_INV_STD255 = torch.tensor(IMAGENET_STD).mul(255.0).reciprocal().view(3, 1, 1)
+
+
+def _size_only(width: int, height: int) -> torch.Tensor:
+    """A [1, height, width] tensor without memory: torchvision's get_params only reads its size."""
+    return torch.empty(1, 1, 1, dtype=torch.uint8).expand(1, height, width)
+
+
+def dct_divisor(width: int, height: int, out: int) -> int:
+    """2 when a width x height crop still covers 2*out x 2*out (decode at half size), else 1.
+
+    libjpeg's DCT scaling to 1/2 is a clean 2:1 reduction; at 1/4 and 1/8 its chroma and filter
+    drift visibly from an antialiased bicubic resize, so those are not used."""
+    return 2 if width >= 2 * out and height >= 2 * out else 1
+
+
+def normalize_batch(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, 3, H, W] -> float, (x / 255 - mean) / std, in one pass over the batch."""
+    return batch.float().sub_(_MEAN255).mul_(_INV_STD255)
+
+
+def _pixels(img: Image.Image) -> torch.Tensor:
+    """uint8 [H, W, 3] tensor of a decoded RGB image (read-only: only ever read)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(np.asarray(img))
+
+
+def _half_size_crop(img: Image.Image, box, out: int) -> torch.Tensor | None:
+    """The crop resized to out x out from a JPEG decoded at half size, or None when libjpeg did not
+    scale. The crop box is mapped to the half-size pixels exactly (sub-pixel), so the output keeps
+    the reference's geometry."""
+    i, j, h, w = box
+    width, height = img.size
+    img.draft("RGB", (width // 2, height // 2))
+    if img.size == (width, height):
+        return None
+    sx, sy = img.size[0] / width, img.size[1] / height
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    small = img.resize((out, out), Image.BICUBIC, box=(j * sx, i * sy, (j + w) * sx, (i + h) * sy))
+    return _pixels(small).permute(2, 0, 1)
+
+
+class FastPretrainTransform:
+    """RandomResizedCrop + flip + normalise on an opened (not yet decoded) PIL image."""
+
+    decodes = True  # takes the image as opened: it decodes itself (mae.data passes it undecoded)
+
+    def __init__(self, input_size: int, normalize: bool = True):
+        self.size = int(input_size)
+        self.normalize = normalize
+
+    def sample(self, width: int, height: int):
+        i, j, h, w = RandomResizedCrop.get_params(_size_only(width, height), list(SCALE), list(RATIO))
+        flip = bool(torch.rand(1) < 0.5)
+        return i, j, h, w, flip
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        i, j, h, w, flip = self.sample(*img.size)
+        out = None
+        if img.format == "JPEG" and dct_divisor(w, h, self.size) == 2:
+            out = _half_size_crop(img, (i, j, h, w), self.size)
+        if out is None:
+            if img.mode != "RGB":
+                img = img.convert("RGB")
+            crop = _pixels(img).permute(2, 0, 1)[None, :, i:i + h, j:j + w]  # a channels-last view: no copy
+            out = interpolate(crop, size=(self.size, self.size), mode="bicubic", antialias=True)[0]
+        if flip:
+            out = out.flip(-1)
+        if not self.normalize:
+            return out.contiguous()
+        return out.float().sub_(_MEAN255).mul_(_INV_STD255)
+
+    def __repr__(self) -> str:
+        return (f"FastPretrainTransform(size={self.size}, scale={SCALE}, ratio=({RATIO[0]:.4f}, {RATIO[1]:.4f}), "
+                f"bicubic, flip=0.5, normalize={self.normalize})")
+
