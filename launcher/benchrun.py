@@ -155,13 +155,19 @@ def execute(argv: list[str], env: dict, cwd: Path, log_dir: Path, timeout: float
 
 
 def run_variant(bench: Benchmark, variant: Variant, log_dir: Path, timeout: float | None = None) -> VariantResult:
+    """Run one variant on this machine."""
     env = variant_env(bench)
     limit = min(t for t in (timeout, bench.timeout) if t) if (timeout or bench.timeout) else None
     start = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     argv = expand(variant.cmd, env)
     stdout, stderr, code, error = execute(argv, env, bench.folder, log_dir, limit)
-    duration = time.perf_counter() - t0
+    return result_of(bench, variant, argv, stdout, stderr, code, start, time.perf_counter() - t0, log_dir, error)
+
+
+def result_of(bench: Benchmark, variant: Variant, argv: list, stdout: str, stderr: str, code: int, start,
+              duration: float, log_dir: Path, error: str = "") -> VariantResult:
+    """Metrics, derived metrics and the verdict of a finished variant."""
     results, extract_failed = extract(bench.data, stdout, stderr, code, mpirun_processes(variant.cmd))
     derive_failed = derive(bench.derived, results, variant.params, code)
     ok = code == 0 and not extract_failed and not derive_failed
@@ -194,8 +200,10 @@ def check_datasets(benchmarks: list[Benchmark], environ=None) -> None:
         )
 
 
-def run_all(benchmarks: list[Benchmark], folder: Path, timeout: float | None = None, on_start=None, on_done=None):
-    """Every variant of every benchmark, in order; a failed variant never stops the others."""
+def run_all(benchmarks: list[Benchmark], folder: Path, timeout: float | None = None, on_start=None, on_done=None,
+            runner=None):
+    """Every variant of every benchmark, in order; a failed variant never stops the others.
+    `runner(bench, variant, log_dir)` runs one variant (default: on this machine)."""
     from launcher.benchspec import variants
 
     results = []
@@ -203,7 +211,8 @@ def run_all(benchmarks: list[Benchmark], folder: Path, timeout: float | None = N
         for variant in variants(bench):
             if on_start:
                 on_start(variant)
-            result = run_variant(bench, variant, folder / "logs" / variant.name, timeout)
+            log_dir = folder / "logs" / variant.name
+            result = runner(bench, variant, log_dir) if runner else run_variant(bench, variant, log_dir, timeout)
             results.append(result)
             if on_done:
                 on_done(result)

@@ -180,3 +180,21 @@ def test_expand_vars_like_the_shell_then_split():
     env = {"DATASETS_DIR": "/data sets", "X": "1"}
     argv = benchrun.expand('python3 -m mae.pretrain --data_path "$DATASETS_DIR/in" --n ${X} $UNSET', env)
     assert argv == ["python3", "-m", "mae.pretrain", "--data_path", "/data sets/in", "--n", "1", "$UNSET"]
+
+
+def test_inventory_mode_plans_the_variant_as_that_job():
+    from launcher import benchjob, options
+    from launcher.plan import plan_job
+
+    argv = benchrun.expand("python3 -m mae.pretrain --config digits_pretrain --generated_data true "
+                           "--output_dir /tmp/x --epochs 1", {})
+    job, config, args = benchjob.job_of(argv)
+    assert (job, config, args) == ("pretrain", "digits_pretrain", ["--generated_data", "true", "--epochs", "1"])
+    inv = options.load("inventories/local.yml")
+    inv2 = benchjob.inventory_for(inv, job, config, args, {"OMP_NUM_THREADS": "2"})
+    plan = plan_job(inv2, "pretrain", "bench-test-1")
+    assert plan.program[-4:] == ["--generated_data", "true", "--epochs", "1"]
+    assert plan.program[plan.program.index("--output_dir") + 1].endswith("output/bench-test-1/pretrain")
+    assert inv2.jobs["pretrain"].env["OMP_NUM_THREADS"].value == "2" and inv.jobs["pretrain"].args == ()
+    with pytest.raises(benchjob.UserError, match="without --inventory"):
+        benchjob.job_of(["bash", "-c", "true"])
