@@ -13,7 +13,7 @@ help:
 	@echo "make demo      run the demo on this machine (digits dataset, created when absent)"
 	@echo "make test      run the whole test suite (cluster and slow tests included)"
 	@echo "make test-fast run the tests not marked slow, cluster or slurm"
-	@echo "make bench     run the benchmarks under bench/"
+	@echo "make bench     run the benchmarks under bench/, write bench/results/<time>/report.md"
 	@echo "make remap     build the native remap op (remap/remap_ops.so)"
 	@echo "make deploy INVENTORY=...  sync the code to every host and build remap there"
 	@echo "make cluster-up N=4  start N sshd 'hosts' on 127.0.0.x (as root) and write .cluster/inventory.yml"
@@ -61,7 +61,7 @@ slurm-down:
 	$(PY) tests/slurm.py down --dir .slurm
 
 bench: $(PY)
-	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	$(PY) bench/report.py
 
 clean:
 	rm -rf output runs .pytest_cache

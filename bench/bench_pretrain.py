@@ -15,6 +15,7 @@ magnitude slower; there the bf16 row shows the measured matmul peak and skips tr
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -141,6 +142,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps (default: 1 on cpu, 5 on cuda)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default: 2 on cpu, 20 on cuda)")
     ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument("--emulated_bf16", action="store_true",
                     help="time bf16 training on a CPU without native bf16 (very slow)")
     args = ap.parse_args(argv)
@@ -192,6 +194,13 @@ def main(argv=None) -> int:
             print(f"{precision:<10}{'skipped':>10}{'-':>15}{peak / 1e9:>21.1f}{'-':>8}")
         else:
             print(f"{precision:<10}{rate:>10.2f}{achieved / 1e9:>15.1f}{peak / 1e9:>21.1f}{mfu:>8.1%}")
+    if args.json:
+        reason = "this CPU has no native bf16 (no avx512_bf16 or amx_bf16): bf16 matmuls are emulated"
+        doc = {"model": args.model, "batch": args.batch, "device": device, "where": where,
+               "native_bf16": bool(native_bf16), "gflop_per_image": per_img / 1e9,
+               "rows": [{"precision": p, "images_per_s": r, "model_flops": a, "matmul_peak_flops": pk, "mfu": m,
+                         "skipped": None if r is not None else reason} for p, r, a, pk, m in rows]}
+        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
     return 0
 
 
