@@ -187,6 +187,13 @@ def main(argv=None) -> int:
         rows.append((precision, rate, achieved, peak, achieved / peak))
         print(f"[{precision}] {rate:.2f} images/s", flush=True)
 
+    print_table(rows)
+    if args.json:
+        write_json(Path(args.json), args, device, where, native_bf16, per_img, rows)
+    return 0
+
+
+def print_table(rows: list) -> None:
     print()
     print(f"{'precision':<10}{'images/s':>10}{'model GFLOP/s':>15}{'matmul peak GFLOP/s':>21}{'MFU':>8}")
     for precision, rate, achieved, peak, mfu in rows:
@@ -194,14 +201,15 @@ def main(argv=None) -> int:
             print(f"{precision:<10}{'skipped':>10}{'-':>15}{peak / 1e9:>21.1f}{'-':>8}")
         else:
             print(f"{precision:<10}{rate:>10.2f}{achieved / 1e9:>15.1f}{peak / 1e9:>21.1f}{mfu:>8.1%}")
-    if args.json:
-        reason = "this CPU has no native bf16 (no avx512_bf16 or amx_bf16): bf16 matmuls are emulated"
-        doc = {"model": args.model, "batch": args.batch, "device": device, "where": where,
-               "native_bf16": bool(native_bf16), "gflop_per_image": per_img / 1e9,
-               "rows": [{"precision": p, "images_per_s": r, "model_flops": a, "matmul_peak_flops": pk, "mfu": m,
-                         "skipped": None if r is not None else reason} for p, r, a, pk, m in rows]}
-        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
-    return 0
+
+
+def write_json(path: Path, args, device: str, where: str, native_bf16: bool, per_img: float, rows: list) -> None:
+    reason = "this CPU has no native bf16 (no avx512_bf16 or amx_bf16): bf16 matmuls are emulated"
+    doc = {"model": args.model, "batch": args.batch, "device": device, "where": where,
+           "native_bf16": bool(native_bf16), "gflop_per_image": per_img / 1e9,
+           "rows": [{"precision": p, "images_per_s": r, "model_flops": a, "matmul_peak_flops": pk, "mfu": m,
+                     "skipped": None if r is not None else reason} for p, r, a, pk, m in rows]}
+    path.write_text(json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":
