@@ -83,7 +83,7 @@ def main(argv=None) -> int:
     results = {
         "data": run_script(folder, "bench_data", ["--rounds", "2" if quick else "5"], 1200),
         "remap": run_script(folder, "bench_remap", ["--reps", "5" if quick else "30", "--device", "cpu"], 900),
-        "pretrain": run_script(folder, "bench_pretrain", ["--batch", "4" if quick else "16"], 1500),
+        "pretrain": run_script(folder, "bench_pretrain", ["--batch", "4" if quick else "8"], 1500),
     }
     if os.geteuid() == 0:
         hosts = "2" if quick else args.hosts
