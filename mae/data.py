@@ -169,15 +169,15 @@ class ImageFolderDataset:
         return len(self.samples)
 
     def _load(self, index: int):
-        """(image, target); a transform with ``decodes = True`` gets the image opened but not yet
-        decoded and returns the sample (so it may decode at reduced size)."""
+        """(image, target); a transform with ``decodes = True`` gets the file's bytes and returns the
+        sample (so it decodes them itself, at reduced size when it can)."""
         from PIL import Image
 
         path, target = self.samples[index]
         with open(path, "rb") as fh:
-            img = Image.open(fh)
             if getattr(self.transform, "decodes", False):
-                return self.transform(img), target
+                return self.transform(fh.read()), target
+            img = Image.open(fh)
             img = img.convert("RGB")
         if self.transform is not None:
             img = self.transform(img)

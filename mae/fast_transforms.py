@@ -22,6 +22,7 @@ API::
 """
 from __future__ import annotations
 
+import io
 import warnings
 
 import numpy as np
@@ -79,10 +80,33 @@ def _half_size_crop(img: Image.Image, box, out: int) -> torch.Tensor | None:
     return _pixels(small).permute(2, 0, 1)
 
 
-class FastPretrainTransform:
-    """RandomResizedCrop + flip + normalise on an opened (not yet decoded) PIL image."""
+def _jpeg_rgb(data: bytes) -> np.ndarray | None:
+    """Decode a JPEG straight into an RGB uint8 [H, W, 3] array (libjpeg-turbo through simplejpeg:
+    the same decoder and settings as PIL's, without PIL's copies); None when it cannot (CMYK...)."""
+    try:
+        import simplejpeg
+    except ImportError:
+        return None
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace="rgb")
+    except ValueError:
+        return None
 
-    decodes = True  # takes the image as opened: it decodes itself (mae.data passes it undecoded)
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    try:
+        import simplejpeg
+
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+        return width, height
+    except (ImportError, ValueError):
+        return None
+
+
+class FastPretrainTransform:
+    """RandomResizedCrop + flip + normalise on the bytes of an image file (or a PIL image)."""
+
+    decodes = True  # takes the file's bytes: it decodes itself (mae.data passes them undecoded)
 
     def __init__(self, input_size: int, normalize: bool = True):
         self.size = int(input_size)
@@ -93,20 +117,44 @@ class FastPretrainTransform:
         flip = bool(torch.rand(1) < 0.5)
         return i, j, h, w, flip
 
-    def __call__(self, img: Image.Image) -> torch.Tensor:
-        i, j, h, w, flip = self.sample(*img.size)
+    def _resized(self, pixels: torch.Tensor, box) -> torch.Tensor:
+        i, j, h, w = box
+        crop = pixels.permute(2, 0, 1)[None, :, i:i + h, j:j + w]  # a channels-last view: no copy
+        return interpolate(crop, size=(self.size, self.size), mode="bicubic", antialias=True)[0]
+
+    def _from_pil(self, img: Image.Image, box, jpeg: bool) -> torch.Tensor:
         out = None
-        if img.format == "JPEG" and dct_divisor(w, h, self.size) == 2:
-            out = _half_size_crop(img, (i, j, h, w), self.size)
+        if jpeg and dct_divisor(box[3], box[2], self.size) == 2:
+            out = _half_size_crop(img, box, self.size)
         if out is None:
-            if img.mode != "RGB":
-                img = img.convert("RGB")
-            crop = _pixels(img).permute(2, 0, 1)[None, :, i:i + h, j:j + w]  # a channels-last view: no copy
-            out = interpolate(crop, size=(self.size, self.size), mode="bicubic", antialias=True)[0]
+            out = self._resized(_pixels(img if img.mode == "RGB" else img.convert("RGB")), box)
+        return out
+
+    def __call__(self, data) -> torch.Tensor:
+        if isinstance(data, Image.Image):
+            img, size = data, data.size
+        else:
+            img, size = None, _jpeg_size(data)
+        if size is None:
+            img = Image.open(io.BytesIO(data))
+            size = img.size
+        i, j, h, w, flip = self.sample(*size)
+        box = (i, j, h, w)
+        pixels = None
+        if img is None and dct_divisor(w, h, self.size) == 1:
+            pixels = _jpeg_rgb(data)
+        if pixels is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                out = self._resized(torch.from_numpy(pixels), box)
+        else:
+            img = img if img is not None else Image.open(io.BytesIO(data))
+            out = self._from_pil(img, box, img.format == "JPEG")
         if flip:
             out = out.flip(-1)
+        out = out.contiguous()  # interpolate keeps the channels-last layout: make it CHW while uint8
         if not self.normalize:
-            return out.contiguous()
+            return out
         return out.float().sub_(_MEAN255).mul_(_INV_STD255)
 
     def __repr__(self) -> str:

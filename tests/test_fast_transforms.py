@@ -27,7 +27,7 @@ def pair(blob, seed, size=64):
     torch.manual_seed(seed)
     ref = data.reference_pretrain_transform(size)(Image.open(io.BytesIO(blob)).convert("RGB"))
     torch.manual_seed(seed)
-    fast = data.pretrain_transform(size)(Image.open(io.BytesIO(blob)))
+    fast = data.pretrain_transform(size)(blob)
     return ref, fast
 
 
@@ -84,7 +84,7 @@ def test_uint8_output_normalised_per_batch_equals_per_sample(jpegs):
     per_sample, raw = [], []
     for k, blob in enumerate(jpegs[:4]):
         torch.manual_seed(k)
-        per_sample.append(fast_transforms.FastPretrainTransform(32)(Image.open(io.BytesIO(blob))))
+        per_sample.append(fast_transforms.FastPretrainTransform(32)(blob))
         torch.manual_seed(k)
         raw.append(fast_transforms.FastPretrainTransform(32, normalize=False)(Image.open(io.BytesIO(blob))))
     assert raw[0].dtype == torch.uint8 and raw[0].is_contiguous()
@@ -99,6 +99,14 @@ def test_other_formats_and_modes_like_the_reference(mode):
     img.save(buf, format="PNG")
     ref, fast = pair(buf.getvalue(), seed=3, size=32)
     assert (fast - ref).abs().mean().item() < 0.03
+
+
+def test_pil_image_input_gives_the_same_sample(jpegs):
+    torch.manual_seed(5)
+    from_bytes = data.pretrain_transform(48)(jpegs[3])
+    torch.manual_seed(5)
+    from_pil = data.pretrain_transform(48)(Image.open(io.BytesIO(jpegs[3])))
+    assert (from_bytes - from_pil).abs().max().item() < 0.05
 
 
 def test_folder_dataset_uses_the_fast_path(tmp_path):
