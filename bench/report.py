@@ -5,8 +5,8 @@
 Writes bench/results/<timestamp>/report.md, PNG plots beside it, each script's JSON and log. Every
 figure is a ratio against its baseline measured in the same run:
   - data pipeline: mae's fast path / the reference pipeline, img/s on one core (bench_data.py);
-  - deploy: mae-launch deploy / an `xargs -P N` OpenSSH rsync + make loop, fresh and unchanged hosts
-    (bench_cluster.py; needs root for the loopback sshd hosts);
+  - deploy: mae-launch deploy / an `xargs -P N` OpenSSH rsync + make loop, fresh and unchanged hosts,
+    and a cold deploy to 3 hosts / to 1 (bench_deploy.py; needs root for the loopback sshd hosts);
   - remap: the plain PyTorch path / the native op, forward + backward (bench_remap.py);
   - training step: model FLOP/s / the same run's matmul peak (MFU), per precision (bench_pretrain.py).
 A script that fails is reported with its log tail; the others still run.
@@ -86,8 +86,8 @@ def main(argv=None) -> int:
         "pretrain": run_script(folder, "bench_pretrain", ["--batch", "4" if quick else "8"], 1500),
     }
     if os.geteuid() == 0:
-        hosts = "2" if quick else args.hosts
-        results["deploy"] = run_script(folder, "bench_cluster", ["--hosts", hosts, "--skip-run"], 1800)
+        deploy_args = ["--hosts", "2", "--repeat", "1", "--no-cold"] if quick else ["--hosts", args.hosts, "--repeat", "1"]
+        results["deploy"] = run_script(folder, "bench_deploy", deploy_args, 2400)
     else:
         results["deploy"] = {"ok": False, "tail": "not run: the loopback sshd hosts need root", "code": None}
     info["load_end"] = os.getloadavg()[0]

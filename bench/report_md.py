@@ -48,21 +48,30 @@ def data_section(res: dict, folder: Path) -> list:
 
 
 def deploy_section(res: dict, folder: Path) -> list:
-    out = ["## Deploy (bench/bench_cluster.py)", ""]
+    out = ["## Deploy (bench/bench_deploy.py)", ""]
     if not res["ok"]:
-        return out + _failed("bench_cluster", res)
-    deploy = res["data"]["deploy"]
-    out += ["Loopback sshd hosts, remap objects present; baseline: `xargs -P N` of OpenSSH rsync + `make -C remap` "
-            "per host (bench/baseline_deploy.sh), strict host-key checking on both. Ratio < 1: mae-launch is faster.",
+        return out + _failed("bench_deploy", res)
+    d = res["data"]
+    out += ["Loopback sshd hosts. Fresh: empty workdirs holding this checkout's remap objects; no change: "
+            "deployed workdirs. Baseline: `xargs -P N` of OpenSSH rsync + `make -C remap` per host "
+            "(bench/lean_deploy.sh), strict host-key checking on both; best of the repeats. "
+            "Ratio < 1: mae-launch is faster.",
             "", "| hosts | case | mae-launch s | baseline s | ratio |", "|---|---|---|---|---|"]
     labels, ratios = [], []
-    for n, fig in deploy.items():
-        for case in ("fresh", "no_change"):
-            m, b = fig[case]["mae_launch"], fig[case]["baseline"]
-            out.append(f"| {n} | {case.replace('_', ' ')} | {m:.2f} | {b:.2f} | **{m / b:.2f}×** |")
-            labels.append(f"{n} hosts\n{case.replace('_', ' ')}")
+    for n, fig in d["deploy"].items():
+        for case, v in fig.items():
+            m, b = v["mae-launch"], v["lean"]
+            out.append(f"| {n} | {case} | {m:.2f} | {b:.2f} | **{m / b:.2f}×** |")
+            labels.append(f"{n} hosts\n{case}")
             ratios.append(m / b)
-    png = _plot(folder / "deploy.png", "mae-launch deploy time / xargs OpenSSH loop (lower is better)", labels,
+    cold = d.get("cold")
+    if cold:
+        c1, c3 = cold.get("1", cold.get(1)), cold.get("3", cold.get(3))
+        out += ["", f"Cold deploy (remap compiled from scratch): 1 host {c1:.1f} s, 3 hosts {c3:.1f} s: "
+                f"**{c3 / c1:.2f}×** the 1-host time (hosts with the same build key share one build)."]
+        labels.append("cold\n3 hosts / 1")
+        ratios.append(c3 / c1)
+    png = _plot(folder / "deploy.png", "deploy: mae-launch / xargs OpenSSH loop; cold 3 hosts / 1 host", labels,
                 {"ratio": ratios}, "ratio", line=1.0)
     return out + ["", f"![deploy]({png})", ""]
 
