@@ -5,7 +5,9 @@ Same distribution as the reference (``mae.data.reference_pretrain_transform``): 
 from torch's generator in the reference's order (torchvision's own ``get_params``, then
 ``torch.rand(1) < 0.5``), so a seed gives the reference's crops and flips. What differs is the work:
 
-  - the crop is chosen from the JPEG header alone (size without decoding);
+  - the crop is chosen from the JPEG header alone (size without decoding), and JPEGs are decoded
+    by libjpeg-turbo straight into a numpy array (simplejpeg: PIL's decoder settings, none of its
+    copies); other formats, and JPEGs simplejpeg refuses (CMYK), go through PIL;
   - when the crop is at least twice the output side in both directions, libjpeg decodes the image
     at half size through its DCT scaling (PIL ``draft``) and the crop box is mapped onto it exactly:
     a quarter of the pixels decoded and resized, and the crop is still only ever scaled down;
@@ -16,7 +18,7 @@ from torch's generator in the reference's order (torchvision's own ``get_params`
 
 API::
 
-    t = FastPretrainTransform(input_size)     t(pil_image_opened_not_loaded) -> float [3, S, S]
+    t = FastPretrainTransform(input_size)     t(file_bytes or PIL image) -> float [3, S, S]
     t.sample(width, height) -> (i, j, h, w, flip)   the random draw alone
     normalize_batch(uint8 [N, 3, S, S]) -> float [N, 3, S, S]
 """
