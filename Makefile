@@ -28,7 +28,7 @@ help:
 	@echo "make test      run the whole test suite (cluster and slow tests included)"
 	@echo "make test-sdk-compat  run the mae tests that need no IPU under torch 2.0.1 in $(COMPAT_VENV)"
 	@echo "make test-fast run the tests not marked slow, cluster or slurm"
-	@echo "make bench     run the benchmarks under bench/"
+	@echo "make bench     run the benchmarks under bench/, write bench/results/<time>/report.md"
 	@echo "make remap     build the native remap op (remap/remap_ops.so)"
 	@echo "make deploy INVENTORY=...  sync the code to every host and build remap there"
 	@echo "make cluster-up N=4  start N sshd 'hosts' on 127.0.0.x (as root) and write .cluster/inventory.yml"
@@ -96,7 +96,7 @@ slurm-down:
 	$(PY) tests/slurm.py down --dir .slurm
 
 bench: $(PY)
-	@for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	$(PY) bench/report.py
 
 clean:
 	rm -rf output runs .pytest_cache $(COMPAT_VENV)

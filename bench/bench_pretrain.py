@@ -15,6 +15,7 @@ magnitude slower; there the bf16 row shows the measured matmul peak and skips tr
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -32,6 +33,17 @@ DTYPES = {"fp32": None, "bf16": torch.bfloat16}
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX-BF16 in the CPU flags (oneDNN also reports bf16 support on plain AVX512,
+    where it emulates the bf16 matmuls)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def analytic_train_flops(model, batch: int, mask_ratio: float) -> float:
@@ -141,6 +153,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=None, help="untimed steps (default: 1 on cpu, 5 on cuda)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default: 2 on cpu, 20 on cuda)")
     ap.add_argument("--precisions", default="fp32,bf16")
+    ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument("--emulated_bf16", action="store_true",
                     help="time bf16 training on a CPU without native bf16 (very slow)")
     args = ap.parse_args(argv)
@@ -149,7 +162,7 @@ def main(argv=None) -> int:
     steps = args.steps if args.steps is not None else (20 if device == "cuda" else 2)
     precisions = [p for p in args.precisions.split(",") if p]
 
-    native_bf16 = device == "cuda" or torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    native_bf16 = device == "cuda" or cpu_has_native_bf16()
     if device == "cuda":
         where = torch.cuda.get_device_name()
         torch.backends.cuda.matmul.allow_tf32 = False  # an honest fp32 peak
@@ -185,6 +198,13 @@ def main(argv=None) -> int:
         rows.append((precision, rate, achieved, peak, achieved / peak))
         print(f"[{precision}] {rate:.2f} images/s", flush=True)
 
+    print_table(rows)
+    if args.json:
+        write_json(Path(args.json), args, device, where, native_bf16, per_img, rows)
+    return 0
+
+
+def print_table(rows: list) -> None:
     print()
     print(f"{'precision':<10}{'images/s':>10}{'model GFLOP/s':>15}{'matmul peak GFLOP/s':>21}{'MFU':>8}")
     for precision, rate, achieved, peak, mfu in rows:
@@ -192,7 +212,15 @@ def main(argv=None) -> int:
             print(f"{precision:<10}{'skipped':>10}{'-':>15}{peak / 1e9:>21.1f}{'-':>8}")
         else:
             print(f"{precision:<10}{rate:>10.2f}{achieved / 1e9:>15.1f}{peak / 1e9:>21.1f}{mfu:>8.1%}")
-    return 0
+
+
+def write_json(path: Path, args, device: str, where: str, native_bf16: bool, per_img: float, rows: list) -> None:
+    reason = "this CPU has no native bf16 (no avx512_bf16 or amx_bf16): bf16 matmuls are emulated"
+    doc = {"model": args.model, "batch": args.batch, "device": device, "where": where,
+           "native_bf16": bool(native_bf16), "gflop_per_image": per_img / 1e9,
+           "rows": [{"precision": p, "images_per_s": r, "model_flops": a, "matmul_peak_flops": pk, "mfu": m,
+                     "skipped": None if r is not None else reason} for p, r, a, pk, m in rows]}
+    path.write_text(json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":

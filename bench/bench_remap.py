@@ -10,6 +10,7 @@ used unless --threads is given.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -85,6 +86,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
     parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = parser.parse_args()
 
     if not remap.available():
@@ -109,10 +111,15 @@ def main() -> int:
     print(header)
     print("-" * len(header))
     remap.set_mode("require")
+    rows = []
     for device in devices:
         for name, make_step in cases(device, dtype):
             plain, native = median_ms([make_step(reference), make_step(remap)], device, args.reps)
             print(f"{device:6} {name:48} {plain:9.3f} {native:10.3f} {plain / native:7.2f}x", flush=True)
+            rows.append({"device": device, "case": " ".join(name.split()), "plain_ms": plain, "native_ms": native})
+    if args.json:
+        Path(args.json).write_text(json.dumps({"dtype": args.dtype, "threads": torch.get_num_threads(),
+                                               "rows": rows}, indent=1) + "\n")
     return 0
 
 

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from launcher import cli_exec, cli_fetch, cli_hosts, cli_jobs, cli_render, cli_runs
+from launcher import cli_bench, cli_exec, cli_fetch, cli_hosts, cli_jobs, cli_render, cli_runs
 from launcher.errors import UserError
 
 try:
@@ -50,6 +50,7 @@ COMMANDS = [
     *cli_jobs.JOB_COMMANDS, cli_jobs.pipeline,
     cli_runs.runs_command, cli_runs.status, cli_runs.logs, cli_runs.stop, cli_runs.clean,
     cli_fetch.fetch_command, cli_fetch.tensorboard_command,
+    cli_bench.bench,
 ]
 for _command in COMMANDS:
     main.add_command(_command)

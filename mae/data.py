@@ -2,7 +2,9 @@
 
 API (torch is imported lazily, so the digits command and errors stay quick)::
 
-    pretrain_transform(input_size)             RandomResizedCrop(scale 0.2-1, bicubic), flip, normalise
+    pretrain_transform(input_size)             RandomResizedCrop(scale 0.2-1, bicubic), flip, normalise:
+                                               the fast path (mae.fast_transforms), same distribution
+    reference_pretrain_transform(input_size)   the same augmentation as torchvision's PIL transforms
     eval_transform(input_size)                 resize (input/0.875, bicubic), centre crop, normalise
     build_dataset(root, split, transform, check_images=True) -> ImageFolderDataset
     preflight(root, split)                     quick layout check without torch (DataError)
@@ -43,7 +45,15 @@ SPLITS = ("train", "validation")
 
 # --- transforms --------------------------------------------------------------------------------
 def pretrain_transform(input_size: int):
-    """The reference MAE pretraining augmentation."""
+    """The MAE pretraining augmentation, fast path: decodes the image itself (reduced-size JPEG
+    decoding when the crop allows), crops and resizes uint8 pixels (see mae.fast_transforms)."""
+    from mae.fast_transforms import FastPretrainTransform
+
+    return FastPretrainTransform(input_size)
+
+
+def reference_pretrain_transform(input_size: int):
+    """The reference MAE pretraining augmentation (torchvision on a decoded PIL image)."""
     from torchvision import transforms
     from torchvision.transforms import InterpolationMode
 
@@ -159,12 +169,18 @@ class ImageFolderDataset:
         return len(self.samples)
 
     def _load(self, index: int):
+        """(image, target); a transform with ``decodes = True`` gets the file's bytes and returns the
+        sample (so it decodes them itself, at reduced size when it can)."""
         from PIL import Image
 
         path, target = self.samples[index]
         with open(path, "rb") as fh:
+            if getattr(self.transform, "decodes", False):
+                return self.transform(fh.read()), target
             img = Image.open(fh)
             img = img.convert("RGB")
+        if self.transform is not None:
+            img = self.transform(img)
         return img, target
 
     def __getitem__(self, index: int):
@@ -182,8 +198,6 @@ class ImageFolderDataset:
                 )
         else:
             raise DataError(f"no readable image among 32 consecutive files of {self.root / self.split}")
-        if self.transform is not None:
-            img = self.transform(img)
         return img, target
 
 

@@ -14,10 +14,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAYERS = [
     ["__main__"],
     ["cli"],
-    ["cli_hosts", "cli_jobs", "cli_render", "cli_runs", "cli_fetch", "cli_exec"],  # commands: parse, call, print
+    ["cli_hosts", "cli_jobs", "cli_render", "cli_runs", "cli_fetch", "cli_exec", "cli_bench"],  # commands: parse, call, print
     ["cli_slurm"],                                             # status/logs/stop of Slurm runs
-    ["options"],
-    ["orchestrate", "control", "retrieve"],                    # run a job / pipeline; act on runs
+    ["options", "benchjob"],                                   # benchjob: a benchmark variant as a job
+    ["orchestrate", "control", "retrieve", "benchrun", "benchresults"],  # run a job / pipeline; act on runs; benchmarks
     ["slurm_orchestrate"],                                     # submit / follow Slurm jobs
     ["slurm_supervise"],                                       # follow one Slurm job
     ["supervise"],                                             # follow a run, fail fast
@@ -31,7 +31,7 @@ LAYERS = [
     ["runs"],                                                  # typed run records and their store
     ["remote"],                                                # transport: Target, fan-out
     ["ssh"],
-    ["report", "logs", "layout"],                              # what people read
+    ["report", "logs", "layout", "benchspec"],                 # what people read; benchmark specs
     ["render", "knownhosts"],
     ["inventory"],
     ["messages", "selection"],

@@ -1,0 +1,94 @@
+"""Pretraining input pipeline: the reference (PIL decode, torchvision RandomResizedCrop + flip +
+ToTensor + Normalize) against mae's fast path (mae.fast_transforms), in the same run, on one core.
+
+Images: ImageNet-sized JPEGs made from scikit-image's photos (bench/photos.py). Each pipeline reads
+the files through mae.data's folder dataset and stacks batches of --batch images, as a loader
+worker does; torch runs one thread, so img/s is per core. The pipelines take turns for --rounds
+rounds (same seed, same crops); the figure is each one's median round.
+
+    .venv/bin/python bench/bench_data.py [--images 64] [--rounds 5] [--batch 32] [--json FILE]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import torch  # noqa: E402
+
+from mae import data, fast_transforms  # noqa: E402
+from photos import write_photos  # noqa: E402
+
+
+def folder_dataset(root: Path, count: int) -> Path:
+    write_photos(root / "train" / "photos", count)
+    return root
+
+
+def one_pass(dataset, batch: int, finish=None) -> int:
+    torch.manual_seed(0)
+    n = 0
+    for start in range(0, len(dataset), batch):
+        samples = torch.stack([dataset[k][0] for k in range(start, min(start + batch, len(dataset)))])
+        if finish is not None:
+            samples = finish(samples)
+        n += samples.shape[0]
+    return n
+
+
+def measure(root: Path, rounds: int, batch: int, size: int = 224) -> dict:
+    pipelines = {
+        "reference": (data.reference_pretrain_transform(size), None),
+        "fast": (data.pretrain_transform(size), None),
+        "fast_uint8_batch_norm": (fast_transforms.FastPretrainTransform(size, normalize=False),
+                                  fast_transforms.normalize_batch),
+    }
+    sets = {name: data.build_dataset(root, "train", t, check_images=False) for name, (t, _) in pipelines.items()}
+    times = {name: [] for name in pipelines}
+    for name in pipelines:  # warm-up: page cache, first-call costs
+        one_pass(sets[name], batch, pipelines[name][1])
+    for _ in range(rounds):
+        for name, (_, finish) in pipelines.items():
+            t0 = time.perf_counter()
+            n = one_pass(sets[name], batch, finish)
+            times[name].append(n / (time.perf_counter() - t0))
+    rates = {name: statistics.median(v) for name, v in times.items()}
+    base = rates["reference"]
+    return {"images": len(sets["reference"]), "rounds": rounds, "batch": batch, "threads": torch.get_num_threads(),
+            "img_per_s_per_core": rates, "ratio": {k: v / base for k, v in rates.items()},
+            "rounds_img_per_s": times}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--data", default=None, help="folder for the JPEGs (default: a temporary folder)")
+    ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
+        root = folder_dataset(Path(args.data or tmp), args.images)
+        result = measure(root, args.rounds, args.batch)
+    result["cpu_count"] = os.cpu_count()
+    print(f"pretraining input pipeline, {result['images']} ImageNet-sized JPEGs, 224x224, one core "
+          f"(median of {args.rounds} alternating rounds):")
+    for name, rate in result["img_per_s_per_core"].items():
+        print(f"  {name:24s} {rate:8.1f} img/s   {result['ratio'][name]:.2f}x the reference")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

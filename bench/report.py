@@ -1,0 +1,102 @@
+"""`make bench`: run every benchmark under bench/ and write ONE report with plots.
+
+    .venv/bin/python bench/report.py [--out bench/results] [--hosts 8,32] [--quick]
+
+Writes bench/results/<timestamp>/report.md, PNG plots beside it, each script's JSON and log. Every
+figure is a ratio against its baseline measured in the same run:
+  - data pipeline: mae's fast path / the reference pipeline, img/s on one core (bench_data.py);
+  - deploy: mae-launch deploy / an `xargs -P N` OpenSSH rsync + make loop, fresh and unchanged hosts,
+    and a cold deploy to 3 hosts / to 1 (bench_deploy.py; needs root for the loopback sshd hosts);
+  - remap: the plain PyTorch path / the native op, forward + backward (bench_remap.py);
+  - training step: model FLOP/s / the same run's matmul peak (MFU), per precision (bench_pretrain.py).
+A script that fails is reported with its log tail; the others still run.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import report_md  # noqa: E402
+
+
+def machine() -> dict:
+    info = {"host": platform.node(), "system": f"{platform.system()} {platform.release()}",
+            "cores": os.cpu_count(), "python": platform.python_version(), "cpu": platform.processor(), "flags": []}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        info["cpu"] = next(ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name"))
+        flags = next(ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags"))
+        info["flags"] = [f for f in flags if f.startswith(("avx512", "amx", "avx2", "fma"))]
+    except (OSError, StopIteration):
+        pass
+    info["bf16_native"] = any(f in info["flags"] for f in ("avx512_bf16", "amx_bf16"))
+    try:
+        import torch
+        info["torch"] = torch.__version__
+        info["cuda"] = torch.cuda.get_device_name() if torch.cuda.is_available() else None
+    except Exception:  # noqa: BLE001 - the report still says what it can
+        info["torch"] = None
+    return info
+
+
+def run_script(folder: Path, name: str, args: list, timeout: float) -> dict:
+    """Run bench/<name>.py with --json; {"ok", "seconds", "data" or "tail"}."""
+    out_json, log = folder / f"{name}.json", folder / f"{name}.log"
+    argv = [sys.executable, str(ROOT / "bench" / f"{name}.py"), *args, "--json", str(out_json)]
+    print(f"== {name}: {' '.join(argv[1:])}", flush=True)
+    t0 = time.perf_counter()
+    with open(log, "w") as fh:
+        try:
+            code = subprocess.run(argv, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout).returncode
+        except subprocess.TimeoutExpired:
+            code = "timeout"
+    seconds = time.perf_counter() - t0
+    tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+    print(tail, flush=True)
+    if code == 0 and out_json.is_file():
+        return {"ok": True, "seconds": seconds, "data": json.loads(out_json.read_text())}
+    return {"ok": False, "seconds": seconds, "tail": tail, "code": code}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    ap.add_argument("--hosts", default="8,32", help="host counts of the deploy figures")
+    ap.add_argument("--quick", action="store_true", help="fewer rounds and hosts (a smoke run of the report)")
+    args = ap.parse_args(argv)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = Path(args.out) / stamp
+    folder.mkdir(parents=True, exist_ok=False)
+    info = machine()
+    info["load_start"] = os.getloadavg()[0]
+    quick = args.quick
+    results = {
+        "data": run_script(folder, "bench_data", ["--rounds", "2" if quick else "5"], 1200),
+        "remap": run_script(folder, "bench_remap", ["--reps", "5" if quick else "30", "--device", "cpu"], 900),
+        "pretrain": run_script(folder, "bench_pretrain", ["--batch", "4" if quick else "8"], 1500),
+    }
+    if os.geteuid() == 0:
+        deploy_args = ["--hosts", "2", "--repeat", "1", "--no-cold"] if quick else ["--hosts", args.hosts, "--repeat", "1"]
+        results["deploy"] = run_script(folder, "bench_deploy", deploy_args, 2400)
+    else:
+        results["deploy"] = {"ok": False, "tail": "not run: the loopback sshd hosts need root", "code": None}
+    info["load_end"] = os.getloadavg()[0]
+    text = report_md.render(info, results, folder, stamp)
+    (folder / "report.md").write_text(text)
+    (folder / "report.json").write_text(json.dumps({"machine": info, "results": results}, indent=1, default=str))
+    print(f"\nreport: {folder / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
