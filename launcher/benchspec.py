@@ -153,13 +153,18 @@ def _env(path, lines, name, env) -> dict:
     return out
 
 
-def _data(path, lines, name, data) -> dict:
-    if data is None:
+def _mapping(path, lines, name: str, key: str, value, shape: str) -> dict:
+    """The `key` section of benchmark `name` as a dict ({} when absent); anything else is refused."""
+    if value is None:
         return {}
-    if not isinstance(data, dict):
-        _fail(path, lines, (name, "data"), f"{name}: `data` must map metric names to {{regexp, skip, reduction_type}}")
+    if not isinstance(value, dict):
+        _fail(path, lines, (name, key), f"{name}: `{key}` must map metric names to {shape}")
+    return value
+
+
+def _data(path, lines, name, data) -> dict:
     out = {}
-    for metric, spec in data.items():
+    for metric, spec in _mapping(path, lines, name, "data", data, "{regexp, skip, reduction_type}").items():
         loc = (name, "data", metric)
         if not isinstance(spec, dict) or "regexp" not in spec:
             _fail(path, lines, loc, f"{name}: data metric {metric!r} needs a `regexp`")
@@ -184,12 +189,8 @@ def _data(path, lines, name, data) -> dict:
 
 
 def _derived(path, lines, name, derived) -> dict:
-    if derived is None:
-        return {}
-    if not isinstance(derived, dict):
-        _fail(path, lines, (name, "derived"), f"{name}: `derived` must map metric names to {{expr}}")
     out = {}
-    for metric, spec in derived.items():
+    for metric, spec in _mapping(path, lines, name, "derived", derived, "{expr}").items():
         loc = (name, "derived", metric)
         if not isinstance(spec, dict) or not isinstance(spec.get("expr"), str) or set(spec) - DERIVED_KEYS:
             _fail(path, lines, loc, f"{name}: derived metric {metric!r} must be {{expr: \"...\"}}")
