@@ -10,147 +10,23 @@ loading, every host path is absolute or starts with `~/` (see `host_path`).
 """
 import os
 import posixpath
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import pydantic
 import yaml
 
-from launcher import hostrange, selection, yamlfile
-from launcher.errors import InventoryError, PlanError
+from launcher import hostrange, yamlfile
+from launcher.errors import InventoryError
 from launcher.jobs import JOB_KINDS, JOB_NAMES
 from launcher.messages import Where, duplicate_problems, schema_problems
+from launcher.model import Host, Inventory, Job, expand_local  # noqa: F401 (re-exported for callers)
 from launcher.paths import HostPath
-from launcher.schema import (ClusterSpec, EnvValue, HostSpec, InventorySpec, JobSpec, NetworkSpec,
-                             PathsSpec, PoprunSpec, SlurmSpec, SshSettings)
+from launcher.schema import HostSpec, InventorySpec, JobSpec, SlurmSpec
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HOST_TIMEOUT = 60.0  # a blip (sleep, VPN reconnect) shorter than this never stops a run
 CONFIGS_FILE = PACKAGE_ROOT / "mae" / "configs.yml"
-MASK = "***"
-
-
-@dataclass(frozen=True)
-class Host:
-    name: str
-    address: str
-    port: Optional[int]              # None: ~/.ssh/config, then 22
-    user: Optional[str]              # None: ~/.ssh/config, then the local user
-    identity_file: Optional[str]
-    proxy_jump: Optional[str]
-    known_hosts: Optional[str]       # None: ~/.ssh/known_hosts (and ssh config's UserKnownHostsFile)
-    host_key_policy: str             # 'strict' | 'accept-new'
-    connect_timeout: Optional[float]
-    connection: str                  # 'ssh' | 'local'
-    workdir: HostPath                # resolved: absolute or ~/...
-    slots: Optional[int]
-    host_timeout: float = 60.0       # seconds a running job's host may stay unreachable before the run is stopped
-
-    @property
-    def is_local(self) -> bool:
-        return self.connection == "local"
-
-
-@dataclass(frozen=True)
-class Job:
-    name: str                        # pretrain | finetune | validate (entry point python -m mae.<name>)
-    config: str
-    partition: Optional[str]
-    replicas: Optional[int]
-    ipus_per_replica: Optional[int]
-    instances: Optional[int]         # poprun
-    nproc_per_node: Optional[int]    # torchrun
-    args: tuple
-    launcher_args: tuple
-    consumes: Optional[str]
-    data: Optional[str]              # as written; resolve per host with Inventory.host_path
-    env: dict
-
-
-@dataclass(frozen=True)
-class Inventory:
-    name: str
-    launcher: str
-    hosts: list
-    controller: Host
-    ssh: SshSettings
-    cluster: Optional[ClusterSpec]
-    partitions: dict
-    paths: PathsSpec
-    network: NetworkSpec
-    poprun: PoprunSpec
-    env: dict                        # name -> EnvValue (value, secret)
-    jobs: dict                       # name -> Job
-    source_path: Path
-    spec: InventorySpec = field(repr=False, compare=False)
-    scheduler: str = "ssh"           # 'ssh' | 'slurm'
-    slurm: Optional[SlurmSpec] = None  # scheduler slurm: the sbatch request; hosts = [submit host]
-
-    @property
-    def is_slurm(self) -> bool:
-        return self.scheduler == "slurm"
-
-    # problems that matter only to commands that connect (a missing identity_file): see require_local_files
-    local_problems: tuple = field(default=(), repr=False, compare=False)
-
-    def require_local_files(self) -> None:
-        """Refuse (every problem, file:line) when a file this machine needs to connect is missing."""
-        if self.local_problems:
-            raise InventoryError(*self.local_problems)
-
-    def host(self, name: str) -> Host:
-        for h in self.hosts:
-            if h.name == name:
-                return h
-        raise PlanError(f"{self.source_path}: no host named {name!r}; hosts are {', '.join(h.name for h in self.hosts)}")
-
-    def job(self, name: str) -> Job:
-        if name not in self.jobs:
-            known = ", ".join(self.jobs) or "none"
-            raise PlanError(f"{self.source_path}: no job named {name!r} in this inventory (jobs: {known})")
-        return self.jobs[name]
-
-    def host_path(self, host: Host, value: Optional[str]) -> Optional[HostPath]:
-        """`value` as seen on `host`: relative paths are joined to the host's workdir."""
-        if value is None:
-            return None
-        return _join(host.workdir, _expand_local(value) if host.is_local else value)
-
-    def secret_values(self) -> list:
-        """Every secret value (inventory and job env), for scrubbing text before it is stored."""
-        envs = [self.env] + [j.env for j in self.jobs.values()]
-        return sorted({v.value for env in envs for v in env.values() if v.secret and v.value})
-
-    def snapshot(self) -> dict:
-        """Plain data for run records and printing: secrets replaced by '***'."""
-        data = self.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-        def mask(env):
-            return {k: (MASK if v.get("secret") else v["value"]) for k, v in env.items()}
-
-        data["env"] = mask(data.get("env", {}))
-        for job in data.get("jobs", {}).values():
-            if job.get("env"):
-                job["env"] = mask(job["env"])
-        data["hosts"] = [{k: v for k, v in vars(h).items() if v is not None} for h in self.hosts]
-        data["controller"] = self.controller.name
-        data["source_path"] = str(self.source_path)
-        return data
-
-
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _expand_local(value: str) -> str:
-    return os.path.expanduser(value) if value.startswith("~") else value
-
-
-def _join(base: str, value: str) -> HostPath:
-    if value == "~" or value.startswith("~/") or value.startswith("/"):
-        return HostPath(posixpath.normpath(value) if value.startswith("/") else value)
-    return HostPath(posixpath.normpath(posixpath.join(base, value)))
 
 
 def known_configs(path: Path = CONFIGS_FILE) -> Optional[dict]:
@@ -326,7 +202,7 @@ def _resolve_entry(spec: InventorySpec, index: int, hs, path: Path, where: Where
 def _workdir(spec: InventorySpec, hs, path: Path, where: Where, loc) -> HostPath:
     workdir = hs.workdir if hs.workdir is not None else spec.paths.workdir
     if hs.connection == "local":
-        workdir = _expand_local(workdir)
+        workdir = expand_local(workdir)
         return HostPath(os.path.normpath(workdir if os.path.isabs(workdir) else path.resolve().parent / workdir))
     if workdir.startswith("/"):
         return HostPath(posixpath.normpath(workdir))
@@ -412,67 +288,6 @@ def _replace(job: Job, **changes) -> Job:
     return replace(job, **changes)
 
 
-def adjust(inv: Inventory, include=(), exclude=(), env=(), args=(), jobs=()) -> Inventory:
-    """The inventory as one launch adjusts it, validated again like a loaded one (an impossible topology
-    is refused here, before anything starts):
-
-    include/exclude: host names, ranges or patterns choosing a subset of the hosts (torchrun's
-      nnodes and ranks, poprun's hosts and instances follow from it; `replicas` of torchrun jobs, a
-      cross-check of the full inventory, is dropped);
-    env: `K=V` strings added to the inventory's env (never secret; a secret of the inventory cannot be
-      replaced from the command line);
-    args: program arguments appended to the args of each job in `jobs`.
-    """
-    spec, updates = inv.spec, {}
-    if include or exclude:
-        chosen = {h.name for h in selection.select(inv.hosts, tuple(include), tuple(exclude))}
-        updates["hosts"] = _chosen_hosts(spec, chosen)
-        if spec.controller is not None and spec.controller not in chosen:
-            updates["controller"] = None
-    if env:
-        updates["env"] = {**spec.env, **_env_pairs(inv, env)}
-    job_updates = {}
-    for name in JOB_NAMES:
-        js = getattr(spec.jobs, f"{name}_")
-        if js is None:
-            continue
-        changes = {}
-        if args and name in jobs:
-            changes["args"] = list(js.args) + list(args)
-        if "hosts" in updates and spec.launcher == "torchrun" and js.replicas is not None:
-            changes["replicas"] = None
-        if changes:
-            job_updates[f"{name}_"] = js.model_copy(update=changes)
-    if job_updates:
-        updates["jobs"] = spec.jobs.model_copy(update=job_updates)
-    if not updates:
-        return inv
-    try:
-        return _resolve(spec.model_copy(update=updates), inv.source_path, Where(inv.source_path, {}), known_configs(), [])
-    except InventoryError as err:
-        what = str(err).split(": ", 1)[-1]
-        chosen = f" on {', '.join(h.name for h in updates['hosts'])}" if "hosts" in updates else ""
-        raise PlanError(f"{inv.source_path}: this launch{chosen} is impossible: {what}") from None
-
-
-def _chosen_hosts(spec: InventorySpec, chosen: set) -> list:
-    out = []
-    for hs in spec.hosts:
-        for name in hostrange.expand(hs.name):
-            if name in chosen:
-                out.append(hs if name == hs.name else hs.model_copy(update={"name": name}))
-    return out
-
-
-def _env_pairs(inv: Inventory, pairs) -> dict:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not _ENV_NAME.fullmatch(key):
-            raise PlanError(f"--env {pair!r}: write NAME=VALUE with NAME a shell variable name")
-        secret = inv.env.get(key) or next((j.env[key] for j in inv.jobs.values() if key in j.env), None)
-        if secret is not None and secret.secret:
-            raise PlanError(f"--env {key}: {key} is a secret of {inv.source_path}; secret values come only "
-                            "from the inventory")
-        out[key] = EnvValue(value=value)
-    return out
+def resolve(spec: InventorySpec, source_path: Path) -> Inventory:
+    """Resolve an already validated (possibly modified) spec again, with every cross-check."""
+    return _resolve(spec, source_path, Where(source_path, {}), known_configs(), [])

@@ -6,7 +6,8 @@ from pathlib import Path
 import click
 
 from launcher.errors import UserError
-from launcher.inventory import PACKAGE_ROOT, adjust, load_inventory
+from launcher.adjust import adjust
+from launcher.inventory import PACKAGE_ROOT, load_inventory
 from launcher.plan import check_run_id
 from launcher.runs import RunStore
 

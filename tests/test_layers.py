@@ -33,7 +33,9 @@ LAYERS = [
     ["ssh"],
     ["report", "logs", "layout", "benchspec"],                 # what people read; benchmark specs
     ["render", "knownhosts"],
+    ["adjust"],                                                # launch adjustments (--host, --env, -- ARGS)
     ["inventory"],
+    ["model"],                                                 # Host, Job, Inventory: the resolved inventory
     ["messages", "selection"],
     ["schema", "yamlfile"],
     ["jobs", "paths", "hostrange", "errors", "addresses"],     # pure data and small types
