@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import pathlib
-import tomllib
 
 from launcher.errors import UserError
 from launcher.inventory import PACKAGE_ROOT
@@ -30,8 +29,13 @@ def requirements_text(inv) -> str:
             return path.read_text().strip()
         except OSError as err:
             raise UserError(f"{inv.source_path}: paths.requirements {path} cannot be read ({err.strerror})") from None
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python before 3.11 (e.g. the Poplar SDK's): the tomli backport
+        import tomli as tomllib
     project = tomllib.loads((PACKAGE_ROOT / "pyproject.toml").read_text())["project"]
-    return "\n".join(project["dependencies"])
+    # the default profile: the open dependencies plus the cpu-gpu pins (torch, torchvision, timm)
+    return "\n".join(project["dependencies"] + project.get("optional-dependencies", {}).get("cpu-gpu", []))
 
 
 def commands(inv, host) -> list[str]:
