@@ -121,11 +121,7 @@ def _train(cfg, j) -> dict:
     from mae.metrics import Tracker
 
     model, start_epoch, runner, val_set = _setup(cfg, j)
-    job.make_output(j)
-    j.say(runner.describe())
-    if cfg.compile_only and j.ipu:
-        runner.compile()
-        j.say(f"compiled; executable cache {cfg.executable_cache_path or '(none: pass --executable_cache_path)'}")
+    if job.begin(cfg, j, runner):
         return {}
     writer = Tracker(j.output_dir, "finetune", cfg) if j.info.is_main else None
     try:

@@ -53,6 +53,18 @@ def make_output(job: Job) -> None:
         raise CheckpointError(f"cannot create output directory {job.output_dir}: {err.strerror}") from None
 
 
+def begin(cfg, job: Job, runner) -> bool:
+    """Create the output folder and say what runs; with --compile_only on IPU, compile and say where
+    the executables went. True when that was all there is to do."""
+    make_output(job)
+    job.say(runner.describe())
+    if not (cfg.compile_only and job.ipu):
+        return False
+    runner.compile()
+    job.say(f"compiled; executable cache {cfg.executable_cache_path or '(none: pass --executable_cache_path)'}")
+    return True
+
+
 def finish(job: Job) -> None:
     """Only after a normal end: on errors the process exit tears the group down."""
     dist.cleanup(job.info)

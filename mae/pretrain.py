@@ -125,11 +125,7 @@ def _train(cfg, j, hooks) -> dict:
     from mae import dist, job, metrics
 
     dataset, model, start, runner = _setup(cfg, j)
-    job.make_output(j)
-    j.say(runner.describe())
-    if cfg.compile_only and j.ipu:
-        runner.compile()
-        j.say(f"compiled; executable cache {cfg.executable_cache_path or '(none: pass --executable_cache_path)'}")
+    if job.begin(cfg, j, runner):
         return {}
     if start >= cfg.epochs:
         j.say(f"nothing to do: {cfg.epochs} epochs already done")
