@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from cluster import Cluster  # noqa: E402
-from cluster_fixtures import run_processes, seed_remap_build, wait_for  # noqa: E402
+from cluster_fixtures import prepare_source, run_processes, seed_remap_build, wait_for  # noqa: E402
 
 STEP = r"Training Epoch: \[0\]\[\s*{}/"  # the meter line of step N of epoch 0 (rank 0)
 CLI = [str(ROOT / ".venv" / "bin" / "python"), "-m", "launcher"]
@@ -62,59 +62,14 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the daemons on a plain kill
     sizes = [int(x) for x in args.hosts.split(",")]
     failfast_sizes = [int(x) for x in args.failfast_hosts.split(",")]
-    from launcher import deploy
-
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     cluster = Cluster(tmp / "cluster", max(sizes + failfast_sizes + [3])).up()
     runs_env = {"MAE_LAUNCH_RUNS_DIR": str(tmp / "runs")}
-    figures = []
     try:
-        src = tmp / "source"
-        subprocess.run(["rsync", "-a", *deploy.filter_args(), f"{ROOT}/", f"{src}/"], check=True)
-        subprocess.run(["make", "-C", str(ROOT / "remap"), f"PYTHON={ROOT / '.venv' / 'bin' / 'python'}"],
-                       check=True, capture_output=True)
-        all_hosts = cluster.inventory_data()["hosts"]
-        for n in sizes:
-            for h in cluster.hosts[:n]:
-                shutil.rmtree(h.workdir, ignore_errors=True)
-                h.workdir.mkdir(parents=True)
-                seed_remap_build(h.workdir)
-            inv = cluster.write_inventory(tmp / f"inv{n}.yml", hosts=all_hosts[:n])
-            secs, _ = timed(lambda: cli(["deploy", "-i", inv, "--source", src]))
-            figures.append((f"deploy to {n} host(s) (sync + make -C remap, objects present)", secs))
-            print(f"deploy {n} hosts: {secs:.2f} s", flush=True)
-        n = max(sizes)
-        inv = tmp / f"inv{n}.yml"
-        secs, p = timed(lambda: cli(["deploy", "-i", inv, "--source", src]))
-        assert p.stdout.count("unchanged") >= n, p.stdout
-        figures.append((f"no-change redeploy, {n} host(s)", secs))
-        print(f"no-change redeploy {n} hosts: {secs:.2f} s", flush=True)
-        if args.cold:
-            h = cluster.hosts[0]
-            shutil.rmtree(h.workdir)
-            h.workdir.mkdir(parents=True)
-            secs, _ = timed(lambda: cli(["deploy", "-i", tmp / "inv1.yml", "--source", src]))
-            figures.append(("deploy to 1 host with a from-scratch remap build", secs))
-
+        src = prepare_source(tmp / "source")
+        figures = _deploy_figures(cluster, tmp, src, sizes, args.cold)
         if not args.skip_run:
-            jobs = {"pretrain": {"config": "digits_pretrain", "nproc_per_node": 1, "args": LONG}}
-            inv3 = cluster.write_inventory(tmp / "run3.yml", hosts=all_hosts[:3], jobs=jobs)
-            # launch latency
-            token = os.urandom(3).hex()  # unique run ids: stop finds a run's processes by id and host
-            latency_id, failfast_id = f"latency-{token}", f"failfast-{token}"
-            rank0 = cluster.hosts[0].workdir / "runs" / latency_id / "pretrain.rank0.log"
-            t0 = time.perf_counter()
-            proc = subprocess.Popen(CLI + ["pretrain", "-i", str(inv3), "--run-id", latency_id], cwd=ROOT,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                                    env=dict(os.environ, OMP_NUM_THREADS="1", **runs_env))
-            wait_for(lambda: STEP.format(0) and re.search(STEP.format(0), _read(rank0)), 600, 0.02)
-            launch = time.perf_counter() - t0
-            figures.append(("launch latency: command -> first training step, 3 hosts", launch))
-            print(f"launch latency: {launch:.2f} s", flush=True)
-            cli(["stop", latency_id], env=runs_env)
-            proc.wait(60)
-            for n in failfast_sizes:
-                figures += _failfast(cluster, tmp, n, all_hosts, jobs, runs_env, token)
+            figures += _run_figures(cluster, tmp, runs_env, failfast_sizes)
     finally:
         cluster.down()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -122,6 +77,56 @@ def main() -> int:
     for name, secs in figures:
         print(f"  {name:<75} {secs:7.2f} s")
     return 0
+
+
+def _deploy_figures(cluster, tmp, src, sizes, cold: bool) -> list:
+    """Deploy to each host count (fresh workdirs holding the remap build), a no-change redeploy, and
+    with `cold` a from-scratch build on 1 host."""
+    figures, all_hosts = [], cluster.inventory_data()["hosts"]
+    for n in sizes:
+        for h in cluster.hosts[:n]:
+            shutil.rmtree(h.workdir, ignore_errors=True)
+            h.workdir.mkdir(parents=True)
+            seed_remap_build(h.workdir)
+        inv = cluster.write_inventory(tmp / f"inv{n}.yml", hosts=all_hosts[:n])
+        secs, _ = timed(lambda: cli(["deploy", "-i", inv, "--source", src]))
+        figures.append((f"deploy to {n} host(s) (sync + make -C remap, objects present)", secs))
+        print(f"deploy {n} hosts: {secs:.2f} s", flush=True)
+    n = max(sizes)
+    secs, p = timed(lambda: cli(["deploy", "-i", tmp / f"inv{n}.yml", "--source", src]))
+    assert p.stdout.count("unchanged") >= n, p.stdout
+    figures.append((f"no-change redeploy, {n} host(s)", secs))
+    print(f"no-change redeploy {n} hosts: {secs:.2f} s", flush=True)
+    if cold:
+        h = cluster.hosts[0]
+        shutil.rmtree(h.workdir)
+        h.workdir.mkdir(parents=True)
+        secs, _ = timed(lambda: cli(["deploy", "-i", tmp / "inv1.yml", "--source", src]))
+        figures.append(("deploy to 1 host with a from-scratch remap build", secs))
+    return figures
+
+
+def _run_figures(cluster, tmp, runs_env, failfast_sizes) -> list:
+    """Launch latency on 3 hosts, then fail-fast on each host count."""
+    all_hosts = cluster.inventory_data()["hosts"]
+    jobs = {"pretrain": {"config": "digits_pretrain", "nproc_per_node": 1, "args": LONG}}
+    inv3 = cluster.write_inventory(tmp / "run3.yml", hosts=all_hosts[:3], jobs=jobs)
+    token = os.urandom(3).hex()  # unique run ids: stop finds a run's processes by id and host
+    latency_id = f"latency-{token}"
+    rank0 = cluster.hosts[0].workdir / "runs" / latency_id / "pretrain.rank0.log"
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(CLI + ["pretrain", "-i", str(inv3), "--run-id", latency_id], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, OMP_NUM_THREADS="1", **runs_env))
+    wait_for(lambda: re.search(STEP.format(0), _read(rank0)), 600, 0.02)
+    launch = time.perf_counter() - t0
+    figures = [("launch latency: command -> first training step, 3 hosts", launch)]
+    print(f"launch latency: {launch:.2f} s", flush=True)
+    cli(["stop", latency_id], env=runs_env)
+    proc.wait(60)
+    for n in failfast_sizes:
+        figures += _failfast(cluster, tmp, n, all_hosts, jobs, runs_env, token)
+    return figures
 
 
 def _failfast(cluster, tmp, n, all_hosts, jobs, runs_env, token) -> list:

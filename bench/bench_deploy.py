@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from cluster import Cluster  # noqa: E402
-from cluster_fixtures import seed_remap_build  # noqa: E402
+from cluster_fixtures import prepare_source, seed_remap_build  # noqa: E402
 
 CLI = [str(ROOT / ".venv" / "bin" / "python"), "-m", "launcher"]
 VENV = ROOT / ".venv"
@@ -109,11 +109,7 @@ def main() -> int:
     cluster = Cluster(tmp / "cluster", max(sizes + [3])).up()
     figures = {"cpus": os.cpu_count(), "load": os.getloadavg()[0], "deploy": {}}
     try:
-        from launcher import deploy
-        SRC = tmp / "source"
-        subprocess.run(["rsync", "-a", *deploy.filter_args(), f"{ROOT}/", f"{SRC}/"], check=True)
-        subprocess.run(["make", "-C", str(ROOT / "remap"), f"PYTHON={VENV / 'bin' / 'python'}"],
-                       check=True, capture_output=True)
+        SRC = prepare_source(tmp / "source")
         data = cluster.inventory_data()["hosts"]
         for n in sizes:
             inv = cluster.write_inventory(tmp / f"inv{n}.yml", hosts=data[:n])

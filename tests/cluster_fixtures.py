@@ -88,10 +88,14 @@ def cluster(tmp_path_factory):
 @pytest.fixture(scope="session")
 def project_source(tmp_path_factory):
     """A frozen copy of the project as deploy sends it, plus the remap build of this checkout."""
-    from launcher import deploy
     _require_sshd()
-    src = tmp_path_factory.mktemp("source") / "project"
-    src.mkdir()
+    return prepare_source(tmp_path_factory.mktemp("source") / "project")
+
+
+def prepare_source(src: pathlib.Path) -> pathlib.Path:
+    """Copy the project into `src` as deploy sends it, and build this checkout's remap op."""
+    from launcher import deploy
+    src.mkdir(parents=True, exist_ok=True)
     subprocess.run(["rsync", "-a", *deploy.filter_args(), f"{ROOT}/", f"{src}/"], check=True)
     subprocess.run(["make", "-C", str(ROOT / "remap"), f"PYTHON={ROOT / '.venv' / 'bin' / 'python'}"],
                    check=True, capture_output=True)
