@@ -5,6 +5,9 @@ For each host count (default 8 and 32), in one run:
     earlier build), then `mae-launch deploy` and, on identical workdirs, the baseline: `xargs -P N`
     over bench/lean_deploy.sh (OpenSSH rsync of the project, then `make -C remap` over ssh);
   - no-change: both again, on the deployed workdirs.
+mae-launch is timed twice in each case: with the connections the previous deploy kept (a deploy a
+moment ago, as in an edit-and-redeploy loop; control_persist) and with new connections
+(control_persist: 0), both against the same baseline.
 Then a cold deploy (no remap build anywhere) to 1 host and to 3 hosts.
 Figures are the best of --repeat runs; ratios are mae-launch / baseline (below 1: mae-launch faster).
 
@@ -64,22 +67,28 @@ def _lean(cluster, hosts, table: pathlib.Path) -> float:
                       stdin=f)
 
 
-def _pair(cluster, hosts, inv, tmp, repeat: int) -> dict:
-    out = {}
+def _pair(cluster, hosts, invs: dict, tmp, repeat: int) -> dict:
+    """Fresh and no-change figures of mae-launch, with the connections a deploy keeps (`kept`: the last
+    deploy was seconds ago, as in an edit-and-redeploy loop) and with new ones (`new`: control_persist 0),
+    and of the lean loop, interleaved; best of `repeat`."""
+    times: dict = {}
+    _reset(hosts, seed=True)
+    _deploy(invs["kept"])  # a deploy a moment ago: its connections are kept for control_persist (60 s)
     for label, fresh in (("fresh", True), ("no-change", False)):
-        best = {"mae-launch": [], "lean": []}
         for _ in range(repeat):
-            for who in ("mae-launch", "lean"):
+            for who in ("kept", "new", "lean"):
                 if fresh:
                     _reset(hosts, seed=True)
-                elif who == "lean":
-                    pass  # the deployed workdirs of the mae-launch run: nothing left to do
-                secs = _deploy(inv) if who == "mae-launch" else _lean(cluster, hosts, tmp / "hosts.txt")
-                if fresh and who == "lean":
-                    _reset(hosts, seed=True)
-                    _deploy(inv)  # leave deployed workdirs for the no-change pass
-                best[who].append(secs)
-        out[label] = {k: min(v) for k, v in best.items()}
+                secs = _lean(cluster, hosts, tmp / "hosts.txt") if who == "lean" else _deploy(invs[who])
+                times.setdefault((label, who), []).append(secs)
+            if fresh:  # leave deployed workdirs for the no-change pass
+                _reset(hosts, seed=True)
+                _deploy(invs["kept"])
+    out = {}
+    for label in ("fresh", "no-change"):
+        lean = min(times[(label, "lean")])
+        out[label] = {"mae-launch": min(times[(label, "kept")]), "lean": lean}
+        out[f"{label}, new connections"] = {"mae-launch": min(times[(label, "new")]), "lean": lean}
     return out
 
 
@@ -112,10 +121,12 @@ def main() -> int:
         SRC = prepare_source(tmp / "source")
         data = cluster.inventory_data()["hosts"]
         for n in sizes:
-            inv = cluster.write_inventory(tmp / f"inv{n}.yml", hosts=data[:n])
-            figures["deploy"][n] = _pair(cluster, cluster.hosts[:n], inv, tmp, args.repeat)
+            invs = {"kept": cluster.write_inventory(tmp / f"inv{n}.yml", hosts=data[:n]),
+                    "new": cluster.write_inventory(tmp / f"new{n}.yml",
+                                                   hosts=[dict(h, control_persist=0) for h in data[:n]])}
+            figures["deploy"][n] = _pair(cluster, cluster.hosts[:n], invs, tmp, args.repeat)
             for label, v in figures["deploy"][n].items():
-                print(f"{n:3d} hosts {label:<9}  mae-launch {v['mae-launch']:6.2f} s   lean loop {v['lean']:6.2f} s"
+                print(f"{n:3d} hosts {label:<26}  mae-launch {v['mae-launch']:6.2f} s   lean loop {v['lean']:6.2f} s"
                       f"   ratio {v['mae-launch'] / v['lean']:.2f}", flush=True)
         if not args.no_cold:
             figures["cold"] = _cold(cluster, tmp)

@@ -53,7 +53,9 @@ def deploy_section(res: dict, folder: Path) -> list:
         return out + _failed("bench_deploy", res)
     d = res["data"]
     out += ["Loopback sshd hosts. Fresh: empty workdirs holding this checkout's remap objects; no change: "
-            "deployed workdirs. Baseline: `xargs -P N` of OpenSSH rsync + `make -C remap` per host "
+            "deployed workdirs. mae-launch uses the connections the previous deploy kept (control_persist), "
+            "or new ones in the rows marked \"new connections\" (control_persist: 0). "
+            "Baseline: `xargs -P N` of OpenSSH rsync + `make -C remap` per host "
             "(bench/lean_deploy.sh), strict host-key checking on both; best of the repeats. "
             "Ratio < 1: mae-launch is faster.",
             "", "| hosts | case | mae-launch s | baseline s | ratio |", "|---|---|---|---|---|"]

@@ -80,13 +80,6 @@ def content_hash(root: pathlib.Path, names: list | None = None) -> str:
     return h.hexdigest()
 
 
-def _same_dir(a, b) -> bool:
-    try:
-        return pathlib.Path(a).resolve() == pathlib.Path(b).resolve()
-    except OSError:
-        return False
-
-
 class _Deploy:
     """One deploy: the tree sent, its hashes, the per-host steps (each takes one host's Target)."""
 
@@ -108,14 +101,14 @@ class _Deploy:
         return [f"{k}={v}" for k, v in pairs if v is not None]
 
     def in_place(self, t) -> bool:
-        return t.is_local and _same_dir(t.host.workdir, self.root)
+        return t.is_local and workdirs.same_dir(t.host.workdir, self.root)
 
     def sync(self, t, build: bool):
         """Probe, then sync: 'unchanged', 'deployed', or (to build) the host's build facts."""
         host = t.host
         self.progress.set(t.name, "connecting")
         probe = self.probes[t.name]
-        if probe.get("hash") == self.digest and not self.force:
+        if probe.get("unchanged") == "1":
             self.progress.set(t.name, "unchanged")
             return "unchanged"
         if self.in_place(t):  # this checkout itself: build here, record nothing
@@ -126,9 +119,8 @@ class _Deploy:
             self.progress.set(t.name, "done")
             return "deployed"
         self.progress.set(t.name, "syncing")
-        workdirs.claim(t)
-        t.rsync_up(f"{self.root}/", HostPath(str(host.workdir).rstrip("/") + "/"),
-                   args=["--delete", *filter_args(self.extra)], what="syncing the code", timeout=self.timeout)
+        t.rsync_up(f"{self.root}/", HostPath(str(host.workdir).rstrip("/") + "/"), what="syncing the code",
+                   args=["--delete", *workdirs.claiming_sync(t), *filter_args(self.extra)], timeout=self.timeout)
         if not build:
             self.progress.set(t.name, "done")
             return "deployed"
@@ -136,7 +128,8 @@ class _Deploy:
 
     def probe(self, t, build: bool) -> dict:
         """The read-only look at the workdir (and, to build, the host's build facts)."""
-        self.probes[t.name] = workdirs.probe(t, facts=build, venv=self.venv(t.host))
+        self.probes[t.name] = workdirs.probe(t, facts=build, venv=self.venv(t.host),
+                                             expect=None if self.force else self.digest)
         return self.probes[t.name]
 
     def venv(self, host):
@@ -203,7 +196,7 @@ def _sync_and_build(job, ts: list, build: bool, limit, timeout, progress) -> dic
 
 
 def _refuse(inv, syncing: list, probes: list, *, adopt: bool, force: bool) -> None:
-    ok = {r.host: r.value for r in probes if r.ok}
+    ok = {r.host: r.value for r in probes if r.ok and r.value.get("unchanged") != "1"}  # nothing replaced there
     reasons = [workdirs.refusal(inv, t.host, ok[t.name], adopt=adopt, force=force) for t in syncing if t.name in ok]
     reasons = [r for r in reasons if r]
     if reasons:

@@ -26,6 +26,7 @@ from launcher.schema import HostSpec, InventorySpec, JobSpec, SlurmSpec
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HOST_TIMEOUT = 60.0  # a blip (sleep, VPN reconnect) shorter than this never stops a run
+DEFAULT_CONTROL_PERSIST = 60.0  # an idle OpenSSH master is kept this long for the next command (0: off)
 CONFIGS_FILE = PACKAGE_ROOT / "mae" / "configs.yml"
 
 
@@ -86,6 +87,10 @@ def _check_scheduler(spec: InventorySpec, where: Where) -> InventorySpec:
         raise where.error(("hosts",), "a Slurm inventory names one host, the submit host (login node); the compute nodes come from Slurm")
     hosts = spec.hosts or [HostSpec(name="submit", connection="local")]
     return spec.model_copy(update={"hosts": hosts, "slurm": spec.slurm or SlurmSpec()})
+
+
+def _default(value, default):
+    return default if value is None else value
 
 
 def _all(problems: list) -> InventoryError:
@@ -189,7 +194,8 @@ def _resolve_entry(spec: InventorySpec, index: int, hs, path: Path, where: Where
                     identity_file=pick("identity_file"), proxy_jump=pick("proxy_jump"),
                     known_hosts=pick("known_hosts"), host_key_policy=pick("host_key_policy") or "strict",
                     connect_timeout=pick("connect_timeout"), connection=hs.connection, workdir=workdir,
-                    slots=hs.slots, host_timeout=pick("host_timeout") or DEFAULT_HOST_TIMEOUT)
+                    slots=hs.slots, host_timeout=pick("host_timeout") or DEFAULT_HOST_TIMEOUT,
+                    control_persist=_default(pick("control_persist"), DEFAULT_CONTROL_PERSIST))
         if not host.is_local:
             key = (host.address, host.port or 22, host.user)
             if key in addresses:

@@ -32,6 +32,7 @@ class Host:
     workdir: HostPath                # resolved: absolute or ~/...
     slots: Optional[int]
     host_timeout: float = 60.0       # seconds a running job's host may stay unreachable before the run is stopped
+    control_persist: float = 60.0    # seconds an idle OpenSSH master of deploy stays for the next command; 0: closed at once
 
     @property
     def is_local(self) -> bool:

@@ -65,6 +65,7 @@ class SshSettings(Spec):
     host_key_policy: Optional[Policy] = None  # inventory default: strict
     connect_timeout: Optional[float] = Field(None, gt=0, le=3600)
     host_timeout: Optional[float] = Field(None, gt=0, le=7 * 86400)  # default 60: see inventory.DEFAULT_HOST_TIMEOUT
+    control_persist: Optional[float] = Field(None, ge=0, le=86400)  # default 60: see launcher/openssh.py; 0 = off
 
     @field_validator("proxy_jump")
     @classmethod

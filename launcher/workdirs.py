@@ -10,29 +10,73 @@ host and path, nothing touched on any host) when the workdir
   remove is listed first);
 - holds a run whose processes are alive (unless `force`).
 A workdir that passes is claimed (created private to the login user, marker written) before the sync.
+
+A launch writes only under `<workdir>/runs/<id>`, but only into a workdir a deploy claimed (or this
+checkout itself, run in place on this machine): `foreign` names the others before anything starts.
 """
 from __future__ import annotations
 
+import pathlib
 import posixpath
 
 from launcher import remote
 from launcher.paths import HostPath
+from launcher.render import render_template
 
 OWNER_MARKER = ".mae-launch-workdir"
 HASH_MARKER = ".mae-launch-deploy"
 KEPT_NAMES = {".venv", "venv", "data", "output", "runs"}  # first components the deny-list keeps
 
 
-def probe(t: remote.Target, facts: bool = False, venv=None) -> dict:
-    """What the workdir is (read-only); with `facts`, what a remap build there depends on."""
+def probe(t: remote.Target, facts: bool = False, venv=None, expect: str | None = None) -> dict:
+    """What the workdir is (read-only); with `facts`, what a remap build there depends on. A workdir
+    whose last deploy had content hash `expect` answers only {home, real, exists, ..., unchanged: '1'}."""
     done = t.run_template("deploy_probe.sh.j2", timeout=remote.connect_timeout(t.host) + 30, check=True,
-                          workdir=t.host.workdir, owner_marker=OWNER_MARKER, facts=facts, venv=venv)
+                          workdir=t.host.workdir, owner_marker=OWNER_MARKER, facts=facts, venv=venv,
+                          expect=expect)
     return remote.parse_kv(done.stdout)
 
 
 def claim(t: remote.Target) -> None:
     t.run_template("deploy_claim.sh.j2", timeout=remote.connect_timeout(t.host) + 30, check=True,
                    workdir=t.host.workdir, owner_marker=OWNER_MARKER)
+
+
+def claiming_sync(t: remote.Target) -> list[str]:
+    """rsync options that claim the workdir as the sync starts (an SSH host: the receiving rsync is
+    started by templates/claim_rsync_path.j2); a local target is claimed now and needs none."""
+    if t.is_local:
+        claim(t)
+        return []
+    path = render_template("claim_rsync_path.j2", workdir=t.host.workdir, owner_marker=OWNER_MARKER).strip()
+    return [f"--rsync-path={path}"]
+
+
+def same_dir(a, b) -> bool:
+    try:
+        return pathlib.Path(a).resolve() == pathlib.Path(b).resolve()
+    except OSError:
+        return False
+
+
+def _owned(t: remote.Target) -> dict:
+    done = t.run_template("workdir_owned.sh.j2", timeout=remote.connect_timeout(t.host) + 30, check=True,
+                          workdir=t.host.workdir, owner_marker=OWNER_MARKER, hash_marker=HASH_MARKER)
+    return remote.parse_kv(done.stdout)
+
+
+def foreign(ts: list, checkout) -> list[str]:
+    """One sentence per host whose workdir a launch must not write into: not claimed by a deploy.
+    A local host whose workdir is `checkout` (this project, run in place) is not asked; a host that
+    cannot be asked is left to the launch to report."""
+    asked = {t.name: t for t in ts if not (t.is_local and same_dir(t.host.workdir, checkout))}
+    limit = max((remote.connect_timeout(t.host) for t in asked.values()), default=0) + 40
+    out = []
+    for r in remote.fan_out(list(asked.values()), _owned, timeout=limit):
+        if r.ok and r.value.get("owned") != "1":
+            what = "does not exist" if r.value.get("exists") == "0" else "was not set up by mae-launch deploy"
+            out.append(f"{r.host}: workdir {asked[r.host].host.workdir} {what}")
+    return out
 
 
 def _expand(path: str, home: str) -> str:

@@ -17,12 +17,34 @@ def test_deploy_three_hosts_then_unchanged_redeploy(cluster, deployed, project_s
         assert (work / "launcher" / "remote.py").is_file()
         assert (work / "remap" / "remap_ops.so").is_file()  # built (make -C remap) on the host
         assert (work / ".mae-launch-deploy").read_text().strip()
+        assert (work / ".mae-launch-workdir").is_file()  # claimed as the sync started (--rsync-path)
         # never synced: outputs, secrets, the virtualenv, git metadata
         for name in (".venv", ".git", "runs", "output", "data"):
             assert not (work / name).exists(), name
     assert p.stdout.count("deployed") >= 3
     again = run_cli(["deploy", "-i", deployed["inventory"], "--source", project_source], check=0)
     assert again.stdout.count("unchanged") >= 3, again.stdout
+
+
+def _accepted(host) -> int:
+    return host.log.read_text(errors="replace").count("Accepted publickey")
+
+
+def test_a_redeploy_reuses_the_kept_connection_unless_control_persist_is_0(cluster, deployed, project_source,
+                                                                          tmp_path):
+    host, data = cluster.hosts[0], cluster.inventory_data()["hosts"][0]
+    for persist in (0, 60):
+        inv = cluster.write_inventory(tmp_path / f"persist{persist}.yml", jobs=tiny_jobs(),
+                                      hosts=[dict(data, control_persist=persist)])
+        first = _accepted(host)
+        run_cli(["deploy", "-i", inv, "--source", project_source, "--force"], check=0)
+        second = _accepted(host)
+        again = run_cli(["deploy", "-i", inv, "--source", project_source], check=0)
+        assert "unchanged" in again.stdout, again.stdout
+        if persist == 0:  # one connection per deploy (probe, sync and build share it), closed at the end
+            assert (second - first, _accepted(host) - second) == (1, 1)
+        else:             # the redeploy rides on the connection the first deploy left
+            assert second - first <= 1 and _accepted(host) == second
 
 
 def test_deploy_is_incremental_and_excludes_secrets(cluster, deployed, project_source, tmp_path):
