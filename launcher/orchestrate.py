@@ -13,8 +13,9 @@ from typing import Optional
 from rich.console import Console
 from rich.markup import escape
 
-from launcher import artifacts, hostops, remote, report, slurm_orchestrate, supervise
+from launcher import artifacts, hostops, remote, report, slurm_orchestrate, supervise, workdirs
 from launcher.errors import UserError
+from launcher.inventory import PACKAGE_ROOT
 from launcher.jobs import JOB_KINDS, JOB_NAMES
 from launcher.plan import check_run_id, new_run_id, plan_job
 from launcher.runs import RunRecord, RunStore
@@ -48,6 +49,15 @@ def _start(con: Console, store: RunStore, run: RunRecord, plan, job, ts: dict) -
     return False
 
 
+def _refuse_foreign(plan, ts: dict) -> None:
+    """Never write into a directory mae-launch did not set up: every workdir must carry deploy's marker."""
+    refused = workdirs.foreign(list(ts.values()), PACKAGE_ROOT)
+    if refused:
+        more = f" (and {len(refused) - 1} more host(s))" if len(refused) > 1 else ""
+        raise UserError(f"{plan.job} refused, nothing was started: {refused[0]}{more}; deploy there first "
+                        f"(mae-launch deploy -i {plan.inventory.source_path})")
+
+
 def _take_lock(con: Console, plan, run: RunRecord, ts: dict) -> None:
     """One launch per rendezvous port / V-IPU partition: refuse while another live run holds it."""
     controller = plan.hosts[0].host.name
@@ -76,6 +86,7 @@ def start_and_follow(con: Console, store: RunStore, run: RunRecord, plan, detach
     ts = {hp.host.name: remote.target(hp.host) for hp in plan.hosts}
     try:
         try:
+            _refuse_foreign(plan, ts)
             _take_lock(con, plan, run, ts)
         except UserError:
             if not run.jobs:  # a refused first launch leaves no record behind

@@ -106,3 +106,22 @@ def test_a_deploy_while_a_run_is_alive_is_refused_unless_forced(tmp_path, source
         os.killpg(sleeper.pid, signal.SIGKILL)
         sleeper.wait()
     assert deploy(inv, source).returncode == 0  # the run is gone: no question
+
+
+def test_a_launch_into_a_workdir_deploy_did_not_set_up_is_refused_untouched(tmp_path):
+    runs = tmp_path / "records"
+    for work, what in ((tmp_path / "papers", "was not set up by mae-launch deploy"),
+                       (tmp_path / "nowhere", "does not exist")):
+        if what != "does not exist":
+            work.mkdir()
+            (work / "thesis.tex").write_text("years of work\n")
+        before = _tree(work) if work.exists() else None
+        inv = _inventory(tmp_path, work)
+        p = subprocess.run([sys.executable, "-m", "launcher", "pretrain", "-i", str(inv), "--run-id", "r-guard"],
+                           capture_output=True, text=True, cwd=ROOT, timeout=120,
+                           env=dict(os.environ, COLUMNS="200", MAE_LAUNCH_RUNS_DIR=str(runs)))
+        assert p.returncode == 2, p.stdout + p.stderr
+        assert p.stderr.splitlines() == [f"error: pretrain refused, nothing was started: h0: workdir {work} {what}; "
+                                         f"deploy there first (mae-launch deploy -i {inv})"]
+        assert (_tree(work) if work.exists() else None) == before  # no runs/ folder, nothing written
+        assert not (runs / "r-guard").exists()  # and no run record left behind
