@@ -1,9 +1,10 @@
 """Deploy against the lean parallel OpenSSH loop, on the loopback sshd cluster (tests/cluster.py).
 
 For each host count (default 8 and 32), in one run:
-  - fresh: empty workdirs holding only the remap build products of this checkout (as after an
-    earlier build), then `mae-launch deploy` and, on identical workdirs, the baseline: `xargs -P N`
-    over bench/lean_deploy.sh (OpenSSH rsync of the project, then `make -C remap` over ssh);
+  - fresh: workdirs emptied of everything but the remap build of an earlier deploy (library, objects
+    and the build key recorded with the library), then `mae-launch deploy` and, on identical workdirs,
+    the baseline: `xargs -P N` over bench/lean_deploy.sh (OpenSSH rsync of the project, then
+    `make -C remap` over ssh);
   - no-change: both again, on the deployed workdirs.
 mae-launch is timed twice in each case: with the connections the previous deploy kept (a deploy a
 moment ago, as in an edit-and-redeploy loop; control_persist) and with new connections
@@ -46,11 +47,27 @@ def _timed(argv, **kw) -> float:
     return took
 
 
-def _reset(hosts, seed: bool) -> None:
+BUILD = ("remap/remap_ops.so", "remap/remap_ops.so.key", "remap/build")  # what a deploy built
+
+
+def _keep_build(workdir: pathlib.Path, dest: pathlib.Path) -> pathlib.Path:
+    """Copy the remap build a deploy left in `workdir` to `dest` (mtimes kept)."""
+    for rel in BUILD:
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cp", "-a", str(workdir / rel), str(dest / rel)], check=True)
+    return dest
+
+
+def _reset(hosts, seed: bool, build: pathlib.Path | None = None) -> None:
+    """Empty workdirs; with `seed`, holding `build` (what _keep_build kept) or, without one, this
+    checkout's own remap build products."""
     for h in hosts:
         shutil.rmtree(h.workdir, ignore_errors=True)
         h.workdir.mkdir(parents=True)
-        if seed:
+        if seed and build is not None:
+            subprocess.run(["cp", "-a", f"{build}/.", str(h.workdir)], check=True)
+            (h.workdir / ".mae-launch-workdir").touch()  # deploy's marker: the workdir is mae-launch's
+        elif seed:
             seed_remap_build(h.workdir)
 
 
@@ -74,15 +91,16 @@ def _pair(cluster, hosts, invs: dict, tmp, repeat: int) -> dict:
     times: dict = {}
     _reset(hosts, seed=True)
     _deploy(invs["kept"])  # a deploy a moment ago: its connections are kept for control_persist (60 s)
+    build = _keep_build(hosts[0].workdir, tmp / f"build{len(hosts)}")
     for label, fresh in (("fresh", True), ("no-change", False)):
         for _ in range(repeat):
             for who in ("kept", "new", "lean"):
                 if fresh:
-                    _reset(hosts, seed=True)
+                    _reset(hosts, seed=True, build=build)
                 secs = _lean(cluster, hosts, tmp / "hosts.txt") if who == "lean" else _deploy(invs[who])
                 times.setdefault((label, who), []).append(secs)
             if fresh:  # leave deployed workdirs for the no-change pass
-                _reset(hosts, seed=True)
+                _reset(hosts, seed=True, build=build)
                 _deploy(invs["kept"])
     out = {}
     for label in ("fresh", "no-change"):

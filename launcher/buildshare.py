@@ -33,6 +33,14 @@ def build_key(facts: dict, sources: str, host: str) -> str:
     return hashlib.sha256("\0".join([sources] + [facts.get(k, "") for k in FACTS]).encode()).hexdigest()
 
 
+def current(facts: dict, sources: str, host: str) -> bool:
+    """Is the host's library the one this deploy would build? Its recorded build key (written with the
+    library by templates/build.sh.j2 and install_lib.sh.j2) names this deploy's key and its sha256."""
+    key = build_key(facts, sources, host)
+    lib = facts.get("lib", "")
+    return bool(lib) and not key.startswith("own:") and facts.get("libkey", "") == f"{key} {lib}"
+
+
 def groups(facts: dict, sources: str) -> list[list[str]]:
     """Host names grouped by build key, in the order given; the first of each group builds."""
     out: dict[str, list] = {}
@@ -57,44 +65,60 @@ def _relay(leader: remote.Target, lib_sha: str, followers: list, install, timeou
         return remote.fan_out(followers, push, timeout=timeout)
 
 
-def share(ts: dict, facts: dict, sources: str, build, install, progress, timeout=None) -> dict:
+def share(ts: dict, facts: dict, sources: str, build, install, progress, timeout=None,
+          donors: dict | None = None) -> dict:
     """Build once per group and give the others the library.
 
-    build(t) -> lib sha256 builds on host t (and records the deploy there); install(t, sha, incoming)
-    puts a received library in place (incoming) or only records the deploy. Returns name -> HostResult."""
-    results: dict = {}
+    `facts`: the hosts that need a library (name -> build facts); `donors`: hosts whose library is
+    already current (name -> facts with `lib`): a group with a donor builds nothing and takes the
+    donor's library. build(t) -> lib sha256 builds on host t (and records the deploy there);
+    install(t, sha, incoming) puts a received library in place (incoming) or only records the deploy.
+    `ts`: name -> Target for every host named. Returns name -> HostResult for the hosts of `facts`."""
     plan = groups(facts, sources)
-    for r in remote.fan_out([ts[g[0]] for g in plan], build, timeout=timeout):
-        results[r.host] = r
+    have: dict = {}
+    for name, f in (donors or {}).items():  # the first current host of each build key gives its library
+        have.setdefault(build_key(f, sources, name), name)
+    builders = [g[0] for g in plan if build_key(facts[g[0]], sources, g[0]) not in have]
+    results = {r.host: r for r in remote.fan_out([ts[n] for n in builders], build, timeout=timeout)}
     shas = {name: r.value for name, r in results.items()}
     for group in plan:
-        leader = results[group[0]]
-        followers = [ts[n] for n in group[1:]]
-        if not followers:
-            continue
-        if not leader.ok:
-            for t in followers:
-                results[t.name] = remote.HostResult(t.name, False, None, f"the build on {leader.host} failed", "failed")
-            continue
-        have = [t for t in followers if facts[t.name].get("lib") == leader.value]
-
-        def record(t, sha=leader.value):
-            install(t, sha, False)
-            return "deployed (remap unchanged)"
-
-        for r in remote.fan_out(have, record, timeout=timeout):
-            results[r.host] = r
-        need = [t for t in followers if t not in have]
-        for t in need:
-            progress.set(t.name, f"receiving remap from {leader.host}")
-        if need:
-            try:
-                for r in _relay(ts[leader.host], leader.value, need, install, timeout):
-                    results[r.host] = r
-            except remote.RemoteError as e:
-                for t in need:
-                    results[t.name] = remote.HostResult(t.name, False, None, e.message, e.kind, e.tail)
+        donor = have.get(build_key(facts[group[0]], sources, group[0]))
+        if donor is not None:
+            leader, followers = remote.HostResult(donor, True, donors[donor]["lib"]), group
+        else:
+            leader, followers = results[group[0]], group[1:]
+        results.update(_follow(ts, leader, [ts[n] for n in followers], facts, install, progress, timeout))
     for name, sha in shas.items():
         if results[name].ok:
             results[name].value = "deployed (built remap)"
+    return results
+
+
+def _follow(ts: dict, leader, followers: list, facts: dict, install, progress, timeout) -> dict:
+    """Results of the hosts that take the leader's library: those holding it already only record the
+    deploy; the others receive it (or fail with the leader)."""
+    if not followers:
+        return {}
+    if not leader.ok:
+        return {t.name: remote.HostResult(t.name, False, None, f"the build on {leader.host} failed", "failed")
+                for t in followers}
+    results = {}
+    have = [t for t in followers if facts[t.name].get("lib") == leader.value]
+
+    def record(t, sha=leader.value):
+        install(t, sha, False)
+        return "deployed (remap unchanged)"
+
+    for r in remote.fan_out(have, record, timeout=timeout):
+        results[r.host] = r
+    need = [t for t in followers if t not in have]
+    for t in need:
+        progress.set(t.name, f"receiving remap from {leader.host}")
+    if need:
+        try:
+            for r in _relay(ts[leader.host], leader.value, need, install, timeout):
+                results[r.host] = r
+        except remote.RemoteError as e:
+            for t in need:
+                results[t.name] = remote.HostResult(t.name, False, None, e.message, e.kind, e.tail)
     return results

@@ -119,12 +119,18 @@ class _Deploy:
             self.progress.set(t.name, "done")
             return "deployed"
         self.progress.set(t.name, "syncing")
+        facts = {k: probe.get(k, "") for k in (*buildshare.FACTS, "lib", "libkey")}
+        current = build and buildshare.current(facts, self.sources, t.name)  # the op needs no build here
+        record = self.digest if current and not t.is_local else None   # then the sync records the deploy
         t.rsync_up(f"{self.root}/", HostPath(str(host.workdir).rstrip("/") + "/"), what="syncing the code",
-                   args=["--delete", *workdirs.claiming_sync(t), *filter_args(self.extra)], timeout=self.timeout)
-        if not build:
+                   args=["--delete", *workdirs.claiming_sync(t, record), *filter_args(self.extra)],
+                   timeout=self.timeout)
+        if current and t.is_local:
+            self.install(t, facts["lib"], False)
+        if not build or current:
             self.progress.set(t.name, "done")
-            return "deployed"
-        return {k: probe.get(k, "") for k in (*buildshare.FACTS, "lib")}
+            return "deployed (remap unchanged)" if current else "deployed"
+        return facts
 
     def probe(self, t, build: bool) -> dict:
         """The read-only look at the workdir (and, to build, the host's build facts)."""
@@ -135,16 +141,20 @@ class _Deploy:
     def venv(self, host):
         return self.inv.host_path(host, self.inv.paths.venv)
 
+    def key(self, t) -> str:
+        """The build key of this host's remap library (launcher/buildshare.py), from its probe."""
+        return buildshare.build_key(self.probes[t.name], self.sources, t.name)
+
     def build(self, t) -> str:
         """make -C remap on this host and record the deploy; the sha256 of the library built."""
         self.progress.set(t.name, "building remap")
         done = t.run_template("build.sh.j2", timeout=self.timeout, check=True, workdir=t.host.workdir,
-                              venv=self.venv(t.host), hash=self.digest, srun=self.srun_args())
+                              venv=self.venv(t.host), hash=self.digest, srun=self.srun_args(), key=self.key(t))
         return remote.parse_kv(done.stdout).get("lib", "")
 
     def install(self, t, sha: str, incoming: bool) -> None:
         t.run_template("install_lib.sh.j2", timeout=60, check=True, workdir=t.host.workdir, sha=sha,
-                       incoming=incoming, hash=self.digest, marker=MARKER)
+                       incoming=incoming, hash=self.digest, marker=MARKER, key=self.key(t))
 
 
 def _guarded(progress: report.Progress, fn):
@@ -187,9 +197,10 @@ def _sync_and_build(job, ts: list, build: bool, limit, timeout, progress) -> dic
     by_name = {t.name: t for t in ts}
     results = {r.host: r for r in first}
     facts = {r.host: r.value for r in first if r.ok and isinstance(r.value, dict)}
+    donors = {r.host: job.probes[r.host] for r in first if r.ok and r.value == "deployed (remap unchanged)"}
     if facts:
-        results.update(buildshare.share({n: by_name[n] for n in facts}, facts, job.sources,
-                                        _guarded(progress, job.build), job.install, progress, timeout))
+        results.update(buildshare.share(by_name, facts, job.sources, _guarded(progress, job.build), job.install,
+                                        progress, timeout, donors=donors))
     for name in facts:
         progress.set(name, "done" if results[name].ok else f"failed: {results[name].kind}")
     return results

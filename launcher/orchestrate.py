@@ -50,12 +50,12 @@ def _start(con: Console, store: RunStore, run: RunRecord, plan, job, ts: dict) -
 
 
 def _refuse_foreign(plan, ts: dict) -> None:
-    """Never write into a directory mae-launch did not set up: every workdir must carry deploy's marker."""
+    """Never write into a directory that is not mae-launch's (launcher/workdirs.py)."""
     refused = workdirs.foreign(list(ts.values()), PACKAGE_ROOT)
     if refused:
         more = f" (and {len(refused) - 1} more host(s))" if len(refused) > 1 else ""
-        raise UserError(f"{plan.job} refused, nothing was started: {refused[0]}{more}; deploy there first "
-                        f"(mae-launch deploy -i {plan.inventory.source_path})")
+        raise UserError(f"{plan.job} refused, nothing was started: {refused[0]}{more}; name a new directory "
+                        f"as its workdir, or deploy there first (mae-launch deploy -i {plan.inventory.source_path})")
 
 
 def _take_lock(con: Console, plan, run: RunRecord, ts: dict) -> None:

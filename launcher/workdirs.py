@@ -11,8 +11,10 @@ host and path, nothing touched on any host) when the workdir
 - holds a run whose processes are alive (unless `force`).
 A workdir that passes is claimed (created private to the login user, marker written) before the sync.
 
-A launch writes only under `<workdir>/runs/<id>`, but only into a workdir a deploy claimed (or this
-checkout itself, run in place on this machine): `foreign` names the others before anything starts.
+A launch writes only under `<workdir>/runs/<id>`, and `foreign` refuses, before anything starts, a
+workdir that is `/`, the login user's home or an ancestor of it, or that holds anything besides
+mae-launch's own layout (.venv, venv, data, output, runs) without a deploy's marker. A workdir that does
+not exist yet is created by the launch; this checkout run in place on this machine is not asked.
 """
 from __future__ import annotations
 
@@ -42,13 +44,15 @@ def claim(t: remote.Target) -> None:
                    workdir=t.host.workdir, owner_marker=OWNER_MARKER)
 
 
-def claiming_sync(t: remote.Target) -> list[str]:
-    """rsync options that claim the workdir as the sync starts (an SSH host: the receiving rsync is
-    started by templates/claim_rsync_path.j2); a local target is claimed now and needs none."""
+def claiming_sync(t: remote.Target, record: str | None = None) -> list[str]:
+    """rsync options that claim the workdir as the sync starts and, with `record` (a content hash),
+    record the deploy when the sync succeeded: an SSH host's receiving rsync is started by
+    templates/claim_rsync_path.j2. A local target is claimed now and needs none (nor records)."""
     if t.is_local:
         claim(t)
         return []
-    path = render_template("claim_rsync_path.j2", workdir=t.host.workdir, owner_marker=OWNER_MARKER).strip()
+    path = render_template("claim_rsync_path.j2", workdir=t.host.workdir, owner_marker=OWNER_MARKER,
+                           hash=record, marker=HASH_MARKER).strip()
     return [f"--rsync-path={path}"]
 
 
@@ -59,24 +63,37 @@ def same_dir(a, b) -> bool:
         return False
 
 
-def _owned(t: remote.Target) -> dict:
+LAYOUT = sorted(KEPT_NAMES | {OWNER_MARKER, HASH_MARKER})  # what a workdir may hold that mae-launch did not sync
+
+
+def _look(t: remote.Target) -> dict:
     done = t.run_template("workdir_owned.sh.j2", timeout=remote.connect_timeout(t.host) + 30, check=True,
-                          workdir=t.host.workdir, owner_marker=OWNER_MARKER, hash_marker=HASH_MARKER)
+                          workdir=t.host.workdir, owner_marker=OWNER_MARKER, hash_marker=HASH_MARKER,
+                          layout=LAYOUT)
     return remote.parse_kv(done.stdout)
 
 
+def _launch_refusal(host, kv: dict) -> str | None:
+    where = f"{host.name}: workdir {host.workdir}"
+    home, real = kv.get("home", ""), kv.get("real", "")
+    if real == "/" or (home and real and _inside(home, real) is not None):
+        return f"{where} is / or the login user's home (or above it); name a directory of its own (e.g. ~/mae-launch)"
+    if kv.get("exists") == "1" and kv.get("dir") != "1":
+        return f"{where} exists and is not a directory"
+    if kv.get("other") and kv.get("owned") != "1":
+        return (f"{where} holds files mae-launch did not put there (e.g. {kv['other']}) and was not set up by "
+                "mae-launch deploy")
+    return None
+
+
 def foreign(ts: list, checkout) -> list[str]:
-    """One sentence per host whose workdir a launch must not write into: not claimed by a deploy.
-    A local host whose workdir is `checkout` (this project, run in place) is not asked; a host that
-    cannot be asked is left to the launch to report."""
+    """One sentence per host whose workdir a launch must not write into (see the module's doc). A local
+    host whose workdir is `checkout` is not asked; a host that cannot be asked is left to the launch."""
     asked = {t.name: t for t in ts if not (t.is_local and same_dir(t.host.workdir, checkout))}
     limit = max((remote.connect_timeout(t.host) for t in asked.values()), default=0) + 40
-    out = []
-    for r in remote.fan_out(list(asked.values()), _owned, timeout=limit):
-        if r.ok and r.value.get("owned") != "1":
-            what = "does not exist" if r.value.get("exists") == "0" else "was not set up by mae-launch deploy"
-            out.append(f"{r.host}: workdir {asked[r.host].host.workdir} {what}")
-    return out
+    reasons = [_launch_refusal(asked[r.host].host, r.value) if r.ok else None
+               for r in remote.fan_out(list(asked.values()), _look, timeout=limit)]
+    return [r for r in reasons if r]
 
 
 def _expand(path: str, home: str) -> str:

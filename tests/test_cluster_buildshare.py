@@ -56,13 +56,33 @@ def test_three_hosts_compile_once_and_receive_the_library(cluster, tmp_path):
 
     (src / "README.md").write_text("a change outside remap\n")   # code changes, the op does not
     p = run_cli(["deploy", "-i", inv, "--source", src], timeout=300, check=0)
-    assert p.stdout.count("remap unchanged") == 2, p.stdout
+    assert p.stdout.count("remap unchanged") == 3, p.stdout  # every library is current: no build step
     assert (workdirs[0] / LOG).read_text().count("built") == 1  # make found nothing to do
 
     (src / "remap" / "remap_ops" / "op.cpp").write_text("// op v2\n")     # the op changes
     p = run_cli(["deploy", "-i", inv, "--source", src], timeout=300, check=0)
     assert (workdirs[0] / LOG).read_text().count("built") == 2
     assert len({_sha(lib) for lib in libs}) == 1 and b"op v2" in libs[2].read_bytes()
+
+
+@pytest.mark.cluster
+def test_a_host_that_joins_takes_the_library_of_a_current_host(cluster, tmp_path):
+    hosts = cluster.inventory_data()["hosts"]
+    workdirs = [cluster.hosts[i].dir / f"join-{tmp_path.name}" for i in range(3)]
+    for h, w in zip(hosts, workdirs):
+        h["workdir"] = str(w)
+    src = _project(tmp_path, "v1")
+    two = cluster.write_inventory(tmp_path / "two.yml", hosts=hosts[:2], jobs=tiny_jobs())
+    run_cli(["deploy", "-i", two, "--source", src], timeout=300, check=0)
+    key = (workdirs[1] / "remap" / "remap_ops.so.key").read_text().split()
+    assert key[1] == _sha(workdirs[1] / "remap" / "remap_ops.so")  # the build key is recorded with the library
+    (src / "README.md").write_text("a change outside remap\n")
+    three = cluster.write_inventory(tmp_path / "three.yml", hosts=hosts, jobs=tiny_jobs())
+    p = run_cli(["deploy", "-i", three, "--source", src], timeout=300, check=0)
+    assert p.stdout.count("remap unchanged") == 2 and "remap from host0" in p.stdout, p.stdout
+    builds = [(w / LOG).read_text().count("built") if (w / LOG).exists() else 0 for w in workdirs]
+    assert builds == [1, 0, 0], p.stdout  # nobody compiled again: host2 received host0's library
+    assert _sha(workdirs[2] / "remap" / "remap_ops.so") == _sha(workdirs[0] / "remap" / "remap_ops.so")
 
 
 def test_build_keys_group_only_identical_builds():

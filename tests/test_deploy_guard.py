@@ -108,20 +108,24 @@ def test_a_deploy_while_a_run_is_alive_is_refused_unless_forced(tmp_path, source
     assert deploy(inv, source).returncode == 0  # the run is gone: no question
 
 
-def test_a_launch_into_a_workdir_deploy_did_not_set_up_is_refused_untouched(tmp_path):
-    runs = tmp_path / "records"
-    for work, what in ((tmp_path / "papers", "was not set up by mae-launch deploy"),
-                       (tmp_path / "nowhere", "does not exist")):
-        if what != "does not exist":
-            work.mkdir()
-            (work / "thesis.tex").write_text("years of work\n")
-        before = _tree(work) if work.exists() else None
+def test_a_launch_into_a_workdir_that_is_not_mae_launchs_is_refused_untouched(tmp_path):
+    runs, home = tmp_path / "records", tmp_path / "home"
+    papers = tmp_path / "papers"
+    (papers / "data").mkdir(parents=True)
+    (papers / "thesis.tex").write_text("years of work\n")
+    (home / ".ssh").mkdir(parents=True)
+    cases = ((papers, "holds files mae-launch did not put there (e.g. thesis.tex) and was not set up by "
+                      "mae-launch deploy"),
+             (home, "is / or the login user's home (or above it); name a directory of its own (e.g. ~/mae-launch)"))
+    for work, why in cases:
+        before = _tree(work)
         inv = _inventory(tmp_path, work)
         p = subprocess.run([sys.executable, "-m", "launcher", "pretrain", "-i", str(inv), "--run-id", "r-guard"],
                            capture_output=True, text=True, cwd=ROOT, timeout=120,
-                           env=dict(os.environ, COLUMNS="200", MAE_LAUNCH_RUNS_DIR=str(runs)))
+                           env=dict(os.environ, COLUMNS="200", HOME=str(home), MAE_LAUNCH_RUNS_DIR=str(runs)))
         assert p.returncode == 2, p.stdout + p.stderr
-        assert p.stderr.splitlines() == [f"error: pretrain refused, nothing was started: h0: workdir {work} {what}; "
-                                         f"deploy there first (mae-launch deploy -i {inv})"]
-        assert (_tree(work) if work.exists() else None) == before  # no runs/ folder, nothing written
+        assert p.stderr.splitlines() == [f"error: pretrain refused, nothing was started: h0: workdir {work} {why}; "
+                                         f"name a new directory as its workdir, or deploy there first "
+                                         f"(mae-launch deploy -i {inv})"]
+        assert _tree(work) == before and not (work / "runs").exists()  # nothing written
         assert not (runs / "r-guard").exists()  # and no run record left behind
