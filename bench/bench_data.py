@@ -4,7 +4,9 @@ ToTensor + Normalize) against mae's fast path (mae.fast_transforms), in the same
 Images: ImageNet-sized JPEGs made from scikit-image's photos (bench/photos.py). Each pipeline reads
 the files through mae.data's folder dataset and stacks batches of --batch images, as a loader
 worker does; torch runs one thread, so img/s is per core. The pipelines take turns for --rounds
-rounds (same seed, same crops); the figure is each one's median round.
+rounds (same seed, same crops); the figure is each one's median round, in wall-clock time and in
+this process's CPU time (on a shared machine the wall clock also counts the time other processes
+held the core; the CPU-time figure leaves that out).
 
     .venv/bin/python bench/bench_data.py [--images 64] [--rounds 5] [--batch 32] [--json FILE]
 """
@@ -54,18 +56,21 @@ def measure(root: Path, rounds: int, batch: int, size: int = 224) -> dict:
     }
     sets = {name: data.build_dataset(root, "train", t, check_images=False) for name, (t, _) in pipelines.items()}
     times = {name: [] for name in pipelines}
+    cpu_times = {name: [] for name in pipelines}
     for name in pipelines:  # warm-up: page cache, first-call costs
         one_pass(sets[name], batch, pipelines[name][1])
     for _ in range(rounds):
         for name, (_, finish) in pipelines.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             n = one_pass(sets[name], batch, finish)
             times[name].append(n / (time.perf_counter() - t0))
+            cpu_times[name].append(n / (time.process_time() - c0))
     rates = {name: statistics.median(v) for name, v in times.items()}
-    base = rates["reference"]
+    cpu_rates = {name: statistics.median(v) for name, v in cpu_times.items()}
     return {"images": len(sets["reference"]), "rounds": rounds, "batch": batch, "threads": torch.get_num_threads(),
-            "img_per_s_per_core": rates, "ratio": {k: v / base for k, v in rates.items()},
-            "rounds_img_per_s": times}
+            "img_per_s_per_core": rates, "ratio": {k: v / rates["reference"] for k, v in rates.items()},
+            "cpu_img_per_s": cpu_rates, "cpu_ratio": {k: v / cpu_rates["reference"] for k, v in cpu_rates.items()},
+            "rounds_img_per_s": times, "rounds_cpu_img_per_s": cpu_times}
 
 
 def main() -> int:
@@ -84,7 +89,8 @@ def main() -> int:
     print(f"pretraining input pipeline, {result['images']} ImageNet-sized JPEGs, 224x224, one core "
           f"(median of {args.rounds} alternating rounds):")
     for name, rate in result["img_per_s_per_core"].items():
-        print(f"  {name:24s} {rate:8.1f} img/s   {result['ratio'][name]:.2f}x the reference")
+        print(f"  {name:24s} {rate:8.1f} img/s   {result['ratio'][name]:.2f}x the reference   "
+              f"(CPU time: {result['cpu_img_per_s'][name]:.1f} img/s, {result['cpu_ratio'][name]:.2f}x)")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     return 0

@@ -2,8 +2,9 @@
 
 Same distribution as the reference (``mae.data.reference_pretrain_transform``): RandomResizedCrop
 (scale 0.2-1, ratio 3/4-4/3, bicubic with antialiasing) then a horizontal flip with p = 0.5, drawn
-from torch's generator in the reference's order (torchvision's own ``get_params``, then
-``torch.rand(1) < 0.5``), so a seed gives the reference's crops and flips. What differs is the work:
+from torch's generator in the reference's order (``crop_params``: torchvision's ``get_params`` call
+for call, without its per-call set-up; then ``torch.rand(1) < 0.5``), so a seed gives the
+reference's crops and flips. What differs is the work:
 
   - the crop is chosen from the JPEG header alone (size without decoding), and JPEGs are decoded
     by libjpeg-turbo straight into a numpy array (simplejpeg: PIL's decoder settings, none of its
@@ -20,18 +21,19 @@ API::
 
     t = FastPretrainTransform(input_size)     t(file_bytes or PIL image) -> float [3, S, S]
     t.sample(width, height) -> (i, j, h, w, flip)   the random draw alone
+    crop_params(width, height) -> (i, j, h, w)      RandomResizedCrop.get_params for that size
     normalize_batch(uint8 [N, 3, S, S]) -> float [N, 3, S, S]
 """
 from __future__ import annotations
 
 import io
+import math
 import warnings
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.nn.functional import interpolate
-from torchvision.transforms import RandomResizedCrop
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -39,11 +41,31 @@ SCALE = (0.2, 1.0)
 RATIO = (3.0 / 4.0, 4.0 / 3.0)
 _MEAN255 = torch.tensor(IMAGENET_MEAN).mul(255.0).view(3, 1, 1)
 _INV_STD255 = torch.tensor(IMAGENET_STD).mul(255.0).reciprocal().view(3, 1, 1)
+_LOG_RATIO = [float(v) for v in torch.log(torch.tensor(RATIO))]  # float32 logs, as get_params takes them
 
 
-def _size_only(width: int, height: int) -> torch.Tensor:
-    """A [1, height, width] tensor without memory: torchvision's get_params only reads its size."""
-    return torch.empty(1, 1, 1, dtype=torch.uint8).expand(1, height, width)
+def crop_params(width: int, height: int) -> tuple[int, int, int, int]:
+    """torchvision's ``RandomResizedCrop.get_params`` for a width x height image, call for call
+    (the same draws from torch's generator, the same float32 steps), without an image tensor and
+    the per-call set-up (the log-ratio tensor, the API-usage logging)."""
+    area = height * width
+    for _ in range(10):
+        target_area = area * torch.empty(1).uniform_(SCALE[0], SCALE[1]).item()
+        aspect_ratio = torch.exp(torch.empty(1).uniform_(_LOG_RATIO[0], _LOG_RATIO[1])).item()
+        w = int(round(math.sqrt(target_area * aspect_ratio)))
+        h = int(round(math.sqrt(target_area / aspect_ratio)))
+        if 0 < w <= width and 0 < h <= height:
+            i = torch.randint(0, height - h + 1, size=(1,)).item()
+            j = torch.randint(0, width - w + 1, size=(1,)).item()
+            return i, j, h, w
+    in_ratio = float(width) / float(height)  # fallback: the central crop
+    if in_ratio < min(RATIO):
+        w, h = width, int(round(width / min(RATIO)))
+    elif in_ratio > max(RATIO):
+        w, h = int(round(height * max(RATIO))), height
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
 
 
 def dct_divisor(width: int, height: int, out: int) -> int:
@@ -115,7 +137,7 @@ class FastPretrainTransform:
         self.normalize = normalize
 
     def sample(self, width: int, height: int):
-        i, j, h, w = RandomResizedCrop.get_params(_size_only(width, height), list(SCALE), list(RATIO))
+        i, j, h, w = crop_params(width, height)
         flip = bool(torch.rand(1) < 0.5)
         return i, j, h, w, flip
 
@@ -146,15 +168,13 @@ class FastPretrainTransform:
         if img is None and dct_divisor(w, h, self.size) == 1:
             pixels = _jpeg_rgb(data)
         if pixels is not None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                out = self._resized(torch.from_numpy(pixels), box)
+            out = self._resized(torch.from_numpy(pixels), box)  # a new, writable array: no warning
         else:
             img = img if img is not None else Image.open(io.BytesIO(data))
             out = self._from_pil(img, box, img.format == "JPEG")
         if flip:
             out = out.flip(-1)
-        out = out.contiguous()  # interpolate keeps the channels-last layout: make it CHW while uint8
+        out = out.contiguous()  # CHW while uint8 (a no-op where interpolate already returns CHW)
         if not self.normalize:
             return out
         return out.float().sub_(_MEAN255).mul_(_INV_STD255)

@@ -44,6 +44,19 @@ def test_crop_and_flip_draws_are_the_references():
         assert t.sample(width, height) == ref
 
 
+@pytest.mark.parametrize("width, height", [(500, 375), (375, 500), (224, 224), (3000, 120), (90, 2000), (1, 1), (7, 3)])
+def test_crop_params_are_torchvisions_get_params(width, height):
+    from torchvision.transforms import RandomResizedCrop
+
+    img = Image.new("L", (width, height))
+    for seed in range(100):
+        torch.manual_seed(seed)
+        ref = RandomResizedCrop.get_params(img, [0.2, 1.0], [3 / 4, 4 / 3]), torch.rand(1).item()
+        torch.manual_seed(seed)
+        # the same crop, and the generator left where get_params leaves it (the next draw is the same)
+        assert (fast_transforms.crop_params(width, height), torch.rand(1).item()) == ref
+
+
 def test_same_pixels_as_the_reference_on_imagenet_sized_jpegs(jpegs):
     diffs = []
     for k, blob in enumerate(jpegs):
