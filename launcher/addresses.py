@@ -33,6 +33,11 @@ def host_port(address: str, port) -> str:
     return f"{bracket(address)}:{port}"
 
 
+def destination(user: Optional[str], address: str) -> str:
+    """ssh's `[user@]host` argument: an IPv6 address stays bare (ssh takes no brackets there)."""
+    return f"{user + '@' if user else ''}{address}"
+
+
 def remote_spec(user: Optional[str], address: str, path: str) -> str:
     """rsync's `[user@]host:path`, with an IPv6 address bracketed."""
     return f"{user + '@' if user else ''}{bracket(address)}:{path}"

@@ -23,7 +23,7 @@ import stat
 import subprocess
 import tempfile
 
-from launcher import remote
+from launcher import addresses, remote
 from launcher.errors import UserError
 from launcher.paths import HostPath
 from launcher.ssh import rsync_shell, rsync_spec
@@ -107,7 +107,8 @@ class OpenSshTarget(remote.Target):
         options = rsync_shell(host)
         shell = shlex.split(options[1])
         self.rsync_extra = options[2:]  # --timeout
-        self.address = rsync_spec(host, "").rstrip(":")
+        self.address = addresses.destination(host.user, host.address)  # for ssh: never bracketed
+        self.spec = rsync_spec(host, "").rstrip(":")                     # for rsync: [v6] bracketed
         control, self.kept = mux.control(host, [*shell, self.address])
         self.ssh = shell[:1] + control + shell[1:]
 
@@ -117,7 +118,7 @@ class OpenSshTarget(remote.Target):
     def remote_path(self, path) -> str:
         text = str(path)
         trailing = "/" if text.endswith("/") and len(text) > 1 else ""
-        return f"{self.address}:{HostPath(text.rstrip('/') or '/').on_host()}{trailing}"
+        return f"{self.spec}:{HostPath(text.rstrip('/') or '/').on_host()}{trailing}"
 
     def run(self, script, timeout=None, check=False):
         # stderr goes to a file: a master that goes to the background keeps it open, and a pipe

@@ -28,7 +28,7 @@ SSHD = os.environ.get("MAE_LAUNCH_TEST_SSHD", "/usr/sbin/sshd")
 BASE_ADDRESS = 11  # hosts live on 127.0.0.11, 127.0.0.12, ...
 
 SSHD_CONFIG = """\
-ListenAddress {address}:{port}
+ListenAddress {listen}:{port}
 HostKey {host_key}
 PidFile {pid_file}
 AuthorizedKeysFile {authorized_keys}
@@ -57,7 +57,7 @@ def _keygen(path: pathlib.Path, comment: str) -> None:
 
 
 def _free_port(address: str) -> int:
-    with socket.socket() as s:
+    with socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET) as s:
         s.bind((address, 0))
         return s.getsockname()[1]
 
@@ -74,10 +74,10 @@ def _alive(pid: int) -> bool:
 
 
 class SshHost:
-    def __init__(self, root: pathlib.Path, index: int, port: int | None = None):
+    def __init__(self, root: pathlib.Path, index: int, port: int | None = None, address: str | None = None):
         self.index = index
         self.name = f"host{index}"
-        self.address = f"127.0.0.{BASE_ADDRESS + index}"
+        self.address = address or f"127.0.0.{BASE_ADDRESS + index}"  # e.g. "::1" for an IPv6 host
         self.dir = root / self.name
         self.workdir = self.dir / "work"
         self.port = port or _free_port(self.address)
@@ -92,8 +92,9 @@ class SshHost:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self.host_key.exists():
             _keygen(self.host_key, f"{self.name}-hostkey")
+        listen = f"[{self.address}]" if ":" in self.address else self.address
         self.config.write_text(SSHD_CONFIG.format(
-            address=self.address, port=self.port, host_key=self.host_key,
+            listen=listen, port=self.port, host_key=self.host_key,
             pid_file=self.pid_file, authorized_keys=authorized_keys))
 
     def known_hosts_line(self) -> str:
