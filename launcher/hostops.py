@@ -12,6 +12,7 @@ import re
 
 from launcher import remote
 from launcher.paths import HostPath
+from launcher.render import render_template
 
 STOP_GRACE_MS = 2000
 
@@ -63,10 +64,10 @@ def stop_run(run, ts: dict, limit: int = remote.DEFAULT_LIMIT, grace_ms: int = S
 
     def one(t):
         jobs = [j.hosts[t.name] for j in run.jobs if t.name in j.hosts]
-        done = t.run_template("stop.sh.j2", timeout=grace_ms / 1000 + 20, check=True, run_id=run.id,
-                              host=t.name, token=run.token, pgids=[h.pgid for h in jobs if h.pgid],
-                              grace_ms=grace_ms,
-                              jobs=[{"exit_path": h.exit_path, "pid_path": h.pid_path} for h in jobs])
+        script = render_template("stop.sh.j2", run_id=run.id, host=t.name, token=run.token,
+                                 pgids=[h.pgid for h in jobs if h.pgid], grace_ms=grace_ms,
+                                 jobs=[{"exit_path": h.exit_path, "pid_path": h.pid_path} for h in jobs])
+        done = t.run_kept(script, timeout=grace_ms / 1000 + 20, check=True)  # a followed run's shell is open
         kv = remote.parse_kv(done.stdout)
         left = int(kv.get("left", "0"))
         if left:
@@ -104,8 +105,9 @@ def poll_host(t: remote.Target, host, offsets: dict, max_bytes: int = 1 << 18, t
     `offsets` (file key -> byte offset; read, not changed), or with `tail` the last max_bytes."""
     files = [{"key": key, "path": HostPath(path), "offset": offsets.get(key, 0), "tail": tail}
              for key, _, path in host.log_files()]
-    done = t.run_template("poll.sh.j2", timeout=timeout, check=True, max_bytes=max_bytes, files=files,
-                          jobs=[{"key": "j", "pid_path": host.pid_path, "exit_path": host.exit_path}])
+    script = render_template("poll.sh.j2", max_bytes=max_bytes, files=files,
+                             jobs=[{"key": "j", "pid_path": host.pid_path, "exit_path": host.exit_path}])
+    done = t.run_kept(script, timeout=timeout, check=True)  # every poll_s: no login shell each time
     kv = remote.parse_kv(done.stdout)
     st = HostState(t.name, pid=int(kv["j.pid"]) if kv.get("j.pid") else None, alive=kv.get("j.alive") == "1",
                    stopped=kv.get("j.stopped") == "1")

@@ -25,6 +25,7 @@ import paramiko
 from fabric import Connection
 
 from launcher import addresses
+from launcher.keptshell import KeptShell, ShellGone
 from launcher.errors import UserError
 from launcher.knownhosts import KnownHostsError, check_not_revoked, known_hosts_path
 from launcher.paths import HostPath
@@ -102,6 +103,10 @@ class Target:
                      **data) -> Completed:
         return self.run(render_template(template, **data), timeout=timeout, check=check)
 
+    def run_kept(self, script: str, timeout: float, check: bool = False) -> Completed:
+        """run(), for a command repeated often (a poll): an SSH host runs it in its kept shell."""
+        return self.run(script, timeout=timeout, check=check)
+
     def remote_path(self, path) -> str:
         """How rsync names `path` (a HostPath or plain string) on this host."""
         raise NotImplementedError
@@ -160,6 +165,8 @@ class SshTarget(Target):
         super().__init__(host)
         self._conn: Connection | None = None
         self._lock = threading.Lock()
+        self._shell: KeptShell | None = None       # launcher/keptshell.py, opened by the first run_kept
+        self._shell_lock = threading.Lock()
 
     def connect(self) -> None:
         with self._lock:
@@ -245,6 +252,31 @@ class SshTarget(Target):
             chan.close()
         return self._checked(Completed(rc, out.decode(errors="replace"), err.decode(errors="replace")), check)
 
+    def run_kept(self, script, timeout, check=False):
+        if not self._shell_lock.acquire(blocking=False):  # in use (a poll still running): a command of its own
+            return self.run(script, timeout=timeout, check=check)
+        try:
+            self.connect()
+            try:
+                if self._shell is None:
+                    self._shell = KeptShell(self._conn.client.get_transport().open_session(
+                        timeout=connect_timeout(self.host)))
+                rc, out, err = self._shell.call(script, timeout)
+            except ShellGone as e:
+                self._drop_shell()
+                raise RemoteError(self.name, "timeout", f"no answer within {timeout:g} s ({e})") from e
+            except (paramiko.SSHException, OSError, EOFError) as e:
+                self.close()
+                raise RemoteError(self.name, "unreachable", f"connection lost: {e}") from e
+        finally:
+            self._shell_lock.release()
+        return self._checked(Completed(rc, out, err), check)
+
+    def _drop_shell(self) -> None:
+        shell, self._shell = self._shell, None
+        if shell is not None:
+            shell.close()
+
     def remote_path(self, path) -> str:
         text = str(path)
         trailing = "/" if text.endswith("/") and len(text) > 1 else ""
@@ -254,6 +286,7 @@ class SshTarget(Target):
         return rsync_shell(self.host)
 
     def close(self) -> None:
+        self._drop_shell()
         conn, self._conn = self._conn, None
         if conn is not None:
             close_chain(conn)

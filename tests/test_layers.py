@@ -30,7 +30,7 @@ LAYERS = [
     ["backends.base"],
     ["runs"],                                                  # typed run records and their store
     ["remote"],                                                # transport: Target, fan-out
-    ["ssh"],
+    ["ssh", "keptshell"],                                      # keptshell: one long-lived shell per host for polls
     ["report", "logs", "layout", "benchspec"],                 # what people read; benchmark specs
     ["render", "knownhosts"],
     ["adjust"],                                                # launch adjustments (--host, --env, -- ARGS)

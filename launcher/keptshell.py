@@ -1,0 +1,59 @@
+"""A kept shell on one SSH host: one long-lived `bash -s` over the host's open connection, fed one call
+after another, for commands repeated every few hundred milliseconds (a followed job's polls).
+
+Each SSH command starts the login user's shell, which reads ~/.bashrc: a `conda init` or `pyenv init`
+there costs tenths of a second of CPU per command, so a poll every 0.5 s would keep a core of every host
+busy. Through a kept shell, a call costs one `bash` of its own and nothing else (templates/kept_call.sh.j2).
+
+A call that does not end within its timeout, or a broken channel, discards the shell (the next call
+opens another): a late answer is never taken for the next call's, whose end mark has another nonce.
+"""
+from __future__ import annotations
+
+import secrets
+import select
+import time
+
+from launcher.render import render_template
+
+
+class ShellGone(Exception):
+    """The kept shell ended or did not answer in time; it must not be used again."""
+
+
+class KeptShell:
+    def __init__(self, channel):
+        self.chan = channel
+        self.chan.settimeout(0.2)
+        self.chan.exec_command("bash -s")
+
+    def call(self, script: str, timeout: float) -> tuple[int, str, str]:
+        """Run `script` (a bash script) in the shell; (exit status, stdout, stderr). Raises ShellGone."""
+        nonce = secrets.token_hex(8)
+        self.chan.sendall(render_template("kept_call.sh.j2", script=script.rstrip("\n"), nonce=nonce).encode())
+        out_mark, err_mark = f"\n__MAE_END_{nonce} ".encode(), f"\n__MAE_END_{nonce}\n".encode()
+        out, err = bytearray(), bytearray()
+        deadline = time.monotonic() + timeout
+        while not (_ended(out, out_mark) and err_mark in err):
+            if time.monotonic() > deadline or self.chan.closed or self.chan.exit_status_ready():
+                raise ShellGone("no answer within the timeout" if time.monotonic() > deadline else "the shell ended")
+            select.select([self.chan], [], [], 0.2)
+            while self.chan.recv_ready():
+                out += self.chan.recv(65536)
+            while self.chan.recv_stderr_ready():
+                err += self.chan.recv_stderr(65536)
+        body, _, rest = bytes(out).partition(out_mark)
+        rc = int(rest.split(b"\n", 1)[0])
+        return rc, body.decode(errors="replace"), bytes(err).partition(err_mark)[0].decode(errors="replace")
+
+    def close(self) -> None:
+        try:
+            self.chan.close()
+        except Exception:  # closing a broken channel: nothing more to do
+            pass
+
+
+def _ended(out: bytearray, mark: bytes) -> bool:
+    """The stdout end mark and its exit status line are complete."""
+    at = out.find(mark)
+    return at >= 0 and out.find(b"\n", at + len(mark)) >= 0
