@@ -53,7 +53,8 @@ def deploy_section(res: dict, folder: Path) -> list:
     if not res["ok"]:
         return out + _failed("bench_deploy", res)
     d = res["data"]
-    out += ["Loopback sshd hosts. Fresh: empty workdirs holding this checkout's remap objects; no change: "
+    out += ["Loopback sshd hosts. Fresh: workdirs emptied of everything but an earlier deploy's remap build "
+            "(library, objects and its recorded build key); no change: "
             "deployed workdirs. mae-launch uses the connections the previous deploy kept (control_persist), "
             "or new ones in the rows marked \"new connections\" (control_persist: 0). "
             "Baseline: `xargs -P N` of OpenSSH rsync + `make -C remap` per host "
