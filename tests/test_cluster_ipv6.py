@@ -23,7 +23,7 @@ def _ipv6_loopback() -> bool:
 @pytest.fixture
 def v6_host(cluster, tmp_path):
     if not _ipv6_loopback():
-        pytest.skip("this machine has no IPv6 loopback (::1)")
+        pytest.skip("machine capability: no IPv6 loopback (::1) here")
     host = SshHost(tmp_path / "v6", 60, address="::1")
     host.prepare(cluster.authorized_keys)
     host.start()
