@@ -1,8 +1,6 @@
 """`mae-launch bench` end to end: a tiny real pretraining variant, and a failing one beside it."""
 import csv
 import json
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest

@@ -1,5 +1,4 @@
 """The remote layer without a network: local targets, fan-out, host-key policy objects, deploy's file set."""
-import pathlib
 import threading
 import time
 
