@@ -1,16 +1,18 @@
 """The `mae-launch` command line: the click group `main` and the list of its commands.
 
 Commands are defined in `launcher/cli_<topic>.py` (parse options, call one orchestration function,
-print) and added here explicitly. Every `UserError` becomes one line `error: <message>` on stderr
+print) and named here explicitly; a command's module is imported when that command runs (or `--help`
+lists them all), so `mae-launch deploy` does not load what `pipeline` or `bench` need. Every `UserError` becomes one line `error: <message>` on stderr
 with exit status 2, without a traceback; an inventory with several problems gives one such line per
 problem.
 """
+import importlib
 import sys
 
 import click
 
-from launcher import cli_bench, cli_exec, cli_fetch, cli_hosts, cli_jobs, cli_render, cli_runs
 from launcher.errors import UserError
+from launcher.jobs import JOB_NAMES
 
 try:
     from importlib.metadata import version as _version
@@ -19,7 +21,28 @@ except Exception:  # not installed (running from a checkout)
     VERSION = "0+unknown"
 
 
+# command name -> "module:attribute" under launcher/ (an attribute that is a dict is indexed by the name)
+COMMANDS = {
+    "check": "cli_hosts:check", "setup": "cli_hosts:setup", "deploy": "cli_hosts:deploy",
+    "exec": "cli_exec:exec_command", "render": "cli_render:render",
+    **{job: "cli_jobs:JOB_COMMANDS" for job in JOB_NAMES}, "pipeline": "cli_jobs:pipeline",
+    "runs": "cli_runs:runs_command", "status": "cli_runs:status", "logs": "cli_runs:logs", "stop": "cli_runs:stop",
+    "clean": "cli_runs:clean", "fetch": "cli_fetch:fetch_command", "tensorboard": "cli_fetch:tensorboard_command",
+    "bench": "cli_bench:bench",
+}
+
+
 class _Group(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attribute = COMMANDS[name].split(":")
+        command = getattr(importlib.import_module(f"launcher.{module}"), attribute)
+        return command[name] if isinstance(command, dict) else command
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -43,14 +66,3 @@ def main():
     renders the exact poprun or torchrun command and job script for every host, and runs, follows
     and stops jobs. Commands that take --inventory use inventories/local.yml (this machine) without it.
     """
-
-
-COMMANDS = [
-    cli_hosts.check, cli_hosts.setup, cli_hosts.deploy, cli_exec.exec_command, cli_render.render,
-    *cli_jobs.JOB_COMMANDS, cli_jobs.pipeline,
-    cli_runs.runs_command, cli_runs.status, cli_runs.logs, cli_runs.stop, cli_runs.clean,
-    cli_fetch.fetch_command, cli_fetch.tensorboard_command,
-    cli_bench.bench,
-]
-for _command in COMMANDS:
-    main.add_command(_command)

@@ -57,7 +57,7 @@ def _job_command(job: str) -> click.Command:
     return click.command(name=job)(_common(command))
 
 
-JOB_COMMANDS = [_job_command(job) for job in JOB_KINDS]
+JOB_COMMANDS = {job: _job_command(job) for job in JOB_KINDS}
 
 
 @click.command()

@@ -22,6 +22,8 @@ import threading
 import paramiko
 from paramiko.hostkeys import HostKeyEntry
 
+from launcher.paths import known_hosts_path
+
 _write_lock = threading.Lock()
 # OpenSSH's GlobalKnownHostsFile default
 SYSTEM_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
@@ -29,14 +31,6 @@ SYSTEM_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
 
 class KnownHostsError(paramiko.SSHException):
     """A host key refused for a reason of known_hosts' own (revoked, certificate-only)."""
-
-
-def default_known_hosts() -> pathlib.Path:
-    return pathlib.Path(os.path.expanduser("~/.ssh/known_hosts"))
-
-
-def known_hosts_path(known_hosts) -> pathlib.Path:
-    return pathlib.Path(known_hosts) if known_hosts else default_known_hosts()
 
 
 class Markers:

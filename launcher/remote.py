@@ -19,22 +19,22 @@ import socket
 import subprocess
 import threading
 import time
-from typing import Any, Callable, Iterable
-
-import paramiko
-from fabric import Connection
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from launcher import addresses
 from launcher.keptshell import KeptShell, ShellGone
 from launcher.errors import UserError
-from launcher.knownhosts import KnownHostsError, check_not_revoked, known_hosts_path
-from launcher.paths import HostPath
+from launcher.paths import HostPath, known_hosts_path
 from launcher.render import render_template
 from launcher.ssh import (alive_interval, close_chain, connect_timeout, rsync_shell, rsync_spec,
                           ssh_connection)
 
 DEFAULT_LIMIT = 32
 CONNECT_RETRIES = 2
+if TYPE_CHECKING:
+    from fabric import Connection
+# paramiko is imported by the SshTarget methods that use it (see launcher/ssh.py)
+
 RSYNC_BASE = ["rsync", "-a", "--secluded-args"]
 
 
@@ -169,6 +169,10 @@ class SshTarget(Target):
         self._shell_lock = threading.Lock()
 
     def connect(self) -> None:
+        import paramiko
+
+        from launcher.knownhosts import KnownHostsError, check_not_revoked
+
         with self._lock:
             if self._conn is not None and self._conn.is_connected:
                 return
@@ -216,6 +220,8 @@ class SshTarget(Target):
             raise RemoteError(self.name, "unreachable", f"cannot connect to {where}: {reason}")
 
     def run(self, script, timeout=None, check=False):
+        import paramiko
+
         self.connect()
         try:
             chan = self._conn.client.get_transport().open_session(timeout=connect_timeout(self.host))
@@ -253,6 +259,8 @@ class SshTarget(Target):
         return self._checked(Completed(rc, out.decode(errors="replace"), err.decode(errors="replace")), check)
 
     def run_kept(self, script, timeout, check=False):
+        import paramiko
+
         if not self._shell_lock.acquire(blocking=False):  # in use (a poll still running): a command of its own
             return self.run(script, timeout=timeout, check=check)
         try:

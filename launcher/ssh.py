@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import logging
 import pathlib
-from typing import Any
-
-from fabric import Config, Connection
+from typing import TYPE_CHECKING, Any
 
 from launcher import addresses
-from launcher.knownhosts import apply_policy, known_hosts_path
+from launcher.paths import known_hosts_path
 from launcher.render import render_template
+
+if TYPE_CHECKING:
+    from fabric import Connection
+# paramiko and Fabric (a third of a second to import) are imported by the functions that make a
+# paramiko connection, so commands that never make one (deploy, over OpenSSH) do not load them
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 ALIVE_COUNT = 3  # keepalives unanswered before a connection is given up (ServerAliveCountMax)
@@ -43,6 +46,8 @@ def rsync_io_timeout(host) -> int:
 
 
 def _connection(address, user, port, host, gateway) -> Connection:
+    from fabric import Config, Connection
+
     timeout = connect_timeout(host)
     connect_kwargs: dict[str, Any] = {"banner_timeout": timeout, "auth_timeout": timeout,
                                       "channel_timeout": timeout}
@@ -60,6 +65,10 @@ def _connection(address, user, port, host, gateway) -> Connection:
 
 def ssh_connection(host) -> Connection:
     """A Fabric Connection for `host`, through every hop of its proxy_jump, host-key policy applied."""
+    from fabric import Connection
+
+    from launcher.knownhosts import apply_policy
+
     gateway = None
     for hop in addresses.parse_jumps(host.proxy_jump) if host.proxy_jump else []:
         gateway = _connection(hop.host, hop.user or host.user, hop.port, host, gateway)
@@ -75,6 +84,8 @@ def ssh_connection(host) -> Connection:
 
 def close_chain(conn: Connection) -> None:
     """Close a connection and every jump host connection under it."""
+    from fabric import Connection
+
     hop = conn
     while isinstance(hop, Connection):
         try:

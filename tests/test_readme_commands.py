@@ -41,8 +41,8 @@ def test_readme_command_line(line):
         assert CliRunner().invoke(main, argv).exit_code == 0
         return
     name, args = argv[0], argv[1:]
-    assert name in main.commands, f"README shows an unknown command: {line}"
-    command = main.commands[name]
+    assert name in main.list_commands(None), f"README shows an unknown command: {line}"
+    command = main.get_command(None, name)
     if name == "render":
         res = CliRunner().invoke(main, argv, env={"MAE_LAUNCH_INVENTORY": None})
         assert res.exit_code == 0, f"{line}\n{res.output}"
