@@ -66,7 +66,7 @@ test-sdk-compat: $(COMPAT_VENV)/bin/python
 # tests/prereqs.py: as root, installs what the cluster tests need (apt-get); otherwise says how
 test: install
 	$(PY) tests/prereqs.py
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 test-fast: $(PY)
 	$(PY) -m pytest -m 'not slow and not cluster and not slurm'

@@ -115,7 +115,7 @@ class _Deploy:
             if build:
                 self.progress.set(t.name, "building remap")
                 t.run_template("build.sh.j2", timeout=self.timeout, check=True, workdir=host.workdir,
-                               venv=self.venv(host), hash=None, srun=self.srun_args())
+                               venv=self.venv(host), hash=None, srun=self.srun_args(), key=None)
             self.progress.set(t.name, "done")
             return "deployed"
         self.progress.set(t.name, "syncing")

@@ -126,7 +126,7 @@ def test_build_on_compute_builds_remap_through_srun():
     inv = _parse(SMALL.replace("  nodes: 2\n", "  nodes: 2\n  partition: cpu\n  build_on: compute\n"))
     deploy = _Deploy(inv, ROOT, False, 60, None)
     assert deploy.srun_args() == ["--partition=cpu"]
-    script = render_template("build.sh.j2", workdir=inv.controller.workdir, venv=None, hash=None,
+    script = render_template("build.sh.j2", workdir=inv.controller.workdir, venv=None, hash=None, key=None,
                              srun=deploy.srun_args())
     assert "    srun --nodes=1 --ntasks=1 --partition=cpu make -C remap\n" in script
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
