@@ -9,7 +9,7 @@ host and path, nothing touched on any host) when the workdir
 - exists, is not empty and carries no mae-launch marker (unless `adopt`: then what --delete would
   remove is listed first);
 - holds a run whose processes are alive (unless `force`).
-A workdir that passes is claimed (created private to the login user, marker written) before the sync.
+A workdir that passes is claimed (created with umask 077, marker written) as the sync starts.
 
 A launch writes only under `<workdir>/runs/<id>`, and `foreign` refuses, before anything starts, a
 workdir that is `/`, the login user's home or an ancestor of it, or that holds anything besides
@@ -28,14 +28,17 @@ from launcher.render import render_template
 OWNER_MARKER = ".mae-launch-workdir"
 HASH_MARKER = ".mae-launch-deploy"
 KEPT_NAMES = {".venv", "venv", "data", "output", "runs"}  # first components the deny-list keeps
+LAYOUT = sorted(KEPT_NAMES | {OWNER_MARKER, HASH_MARKER})  # what a workdir may hold that mae-launch did not sync
 
 
-def probe(t: remote.Target, facts: bool = False, venv=None, expect: str | None = None) -> dict:
+def probe(t: remote.Target, facts: bool = False, venv=None, expect: str | None = None,
+          layout: list | None = None) -> dict:
     """What the workdir is (read-only); with `facts`, what a remap build there depends on. A workdir
-    whose last deploy had content hash `expect` answers only {home, real, exists, ..., unchanged: '1'}."""
+    whose last deploy had content hash `expect` answers only {home, real, exists, ..., unchanged: '1'};
+    with `layout`, `other` names an entry outside those names (and live runs are not looked for)."""
     done = t.run_template("deploy_probe.sh.j2", timeout=remote.connect_timeout(t.host) + 30, check=True,
                           workdir=t.host.workdir, owner_marker=OWNER_MARKER, facts=facts, venv=venv,
-                          expect=expect)
+                          expect=expect, layout=layout)
     return remote.parse_kv(done.stdout)
 
 
@@ -63,22 +66,12 @@ def same_dir(a, b) -> bool:
         return False
 
 
-LAYOUT = sorted(KEPT_NAMES | {OWNER_MARKER, HASH_MARKER})  # what a workdir may hold that mae-launch did not sync
-
-
-def _look(t: remote.Target) -> dict:
-    done = t.run_template("workdir_owned.sh.j2", timeout=remote.connect_timeout(t.host) + 30, check=True,
-                          workdir=t.host.workdir, owner_marker=OWNER_MARKER, hash_marker=HASH_MARKER,
-                          layout=LAYOUT)
-    return remote.parse_kv(done.stdout)
-
-
 def _launch_refusal(host, kv: dict) -> str | None:
     where = f"{host.name}: workdir {host.workdir}"
     home, real = kv.get("home", ""), kv.get("real", "")
-    if real == "/" or (home and real and _inside(home, real) is not None):
+    if real == "/" or _covers_home(real, home):
         return f"{where} is / or the login user's home (or above it); name a directory of its own (e.g. ~/mae-launch)"
-    if kv.get("exists") == "1" and kv.get("dir") != "1":
+    if kv.get("dir") == "0":
         return f"{where} exists and is not a directory"
     if kv.get("other") and kv.get("owned") != "1":
         return (f"{where} holds files mae-launch did not put there (e.g. {kv['other']}) and was not set up by "
@@ -91,9 +84,14 @@ def foreign(ts: list, checkout) -> list[str]:
     host whose workdir is `checkout` is not asked; a host that cannot be asked is left to the launch."""
     asked = {t.name: t for t in ts if not (t.is_local and same_dir(t.host.workdir, checkout))}
     limit = max((remote.connect_timeout(t.host) for t in asked.values()), default=0) + 40
-    reasons = [_launch_refusal(asked[r.host].host, r.value) if r.ok else None
-               for r in remote.fan_out(list(asked.values()), _look, timeout=limit)]
+    looks = remote.fan_out(list(asked.values()), lambda t: probe(t, layout=LAYOUT), timeout=limit)
+    reasons = [_launch_refusal(asked[r.host].host, r.value) if r.ok else None for r in looks]
     return [r for r in reasons if r]
+
+
+def _covers_home(real: str, home: str) -> bool:
+    """Is the resolved workdir the login user's home or an ancestor of it?"""
+    return bool(home and real) and _inside(home, real) is not None
 
 
 def _expand(path: str, home: str) -> str:
@@ -116,7 +114,7 @@ def refusal(inv, host, kv: dict, *, adopt: bool, force: bool) -> str | None:
     home, real = kv.get("home", ""), kv.get("real", "") or str(host.workdir)
     if real == "/":
         return f"{where} is / ; deploy replaces a workdir's contents, so name a directory of its own (e.g. ~/mae-launch)"
-    if home and (real == home or _inside(home, real) is not None):
+    if _covers_home(real, home):
         what = "the login user's home" if real == home else f"an ancestor of the login user's home ({home})"
         return (f"{where} is {what}; deploy replaces a workdir's contents (rsync --delete), so name a "
                 "directory of its own (e.g. ~/mae-launch)")
