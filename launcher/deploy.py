@@ -87,6 +87,7 @@ class _Deploy:
         self.inv, self.root, self.force, self.timeout, self.progress = inv, root, force, timeout, progress
         self.extra = inventory_excludes(inv, root)
         self.probes: dict = {}  # host -> what its read-only probe saw (launcher/workdirs.py)
+        self.current: set = set()  # hosts whose remap library is already this deploy's (no build step)
         names = file_list(root, self.extra)
         self.digest = content_hash(root, names)
         self.sources = buildshare.sources_digest(root, names)
@@ -125,12 +126,14 @@ class _Deploy:
         t.rsync_up(f"{self.root}/", HostPath(str(host.workdir).rstrip("/") + "/"), what="syncing the code",
                    args=["--delete", *workdirs.claiming_sync(t, record), *filter_args(self.extra)],
                    timeout=self.timeout)
-        if current and t.is_local:
-            self.install(t, facts["lib"], False)
-        if not build or current:
-            self.progress.set(t.name, "done")
-            return "deployed (remap unchanged)" if current else "deployed"
-        return facts
+        if build and not current:
+            return facts
+        if current:
+            if t.is_local:  # a local sync records nothing by itself
+                self.install(t, facts["lib"], False)
+            self.current.add(t.name)
+        self.progress.set(t.name, "done")
+        return "deployed (remap unchanged)" if current else "deployed"
 
     def probe(self, t, build: bool) -> dict:
         """The read-only look at the workdir (and, to build, the host's build facts)."""
@@ -197,7 +200,7 @@ def _sync_and_build(job, ts: list, build: bool, limit, timeout, progress) -> dic
     by_name = {t.name: t for t in ts}
     results = {r.host: r for r in first}
     facts = {r.host: r.value for r in first if r.ok and isinstance(r.value, dict)}
-    donors = {r.host: job.probes[r.host] for r in first if r.ok and r.value == "deployed (remap unchanged)"}
+    donors = {r.host: job.probes[r.host] for r in first if r.ok and r.host in job.current}
     if facts:
         results.update(buildshare.share(by_name, facts, job.sources, _guarded(progress, job.build), job.install,
                                         progress, timeout, donors=donors))
