@@ -2,9 +2,9 @@
 
 Commands are defined in `launcher/cli_<topic>.py` (parse options, call one orchestration function,
 print) and named here explicitly; a command's module is imported when that command runs (or `--help`
-lists them all), so `mae-launch deploy` does not load what `pipeline` or `bench` need. Every `UserError` becomes one line `error: <message>` on stderr
-with exit status 2, without a traceback; an inventory with several problems gives one such line per
-problem.
+lists them all), so `mae-launch deploy` does not load what `pipeline` or `bench` need. Every
+`UserError` becomes one line `error: <message>` on stderr with exit status 2, without a traceback; an
+inventory with several problems gives one such line per problem.
 """
 import importlib
 import sys

@@ -22,19 +22,19 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from launcher import addresses
-from launcher.keptshell import KeptShell, ShellGone
 from launcher.errors import UserError
+from launcher.keptshell import KeptShell, ShellGone
 from launcher.paths import HostPath, known_hosts_path
 from launcher.render import render_template
 from launcher.ssh import (alive_interval, close_chain, connect_timeout, rsync_shell, rsync_spec,
                           ssh_connection)
 
-DEFAULT_LIMIT = 32
-CONNECT_RETRIES = 2
 if TYPE_CHECKING:
     from fabric import Connection
 # paramiko is imported by the SshTarget methods that use it (see launcher/ssh.py)
 
+DEFAULT_LIMIT = 32
+CONNECT_RETRIES = 2
 RSYNC_BASE = ["rsync", "-a", "--secluded-args"]
 
 

@@ -33,18 +33,28 @@ def _sha(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.cluster
-def test_three_hosts_compile_once_and_receive_the_library(cluster, tmp_path):
+def _hosts(cluster, tmp_path, prefix: str):
+    """The cluster's hosts, each with a workdir of this test's own; (inventory hosts, workdirs)."""
     hosts = cluster.inventory_data()["hosts"]
-    workdirs = [cluster.hosts[i].dir / f"stub-{tmp_path.name}" for i in range(3)]
+    workdirs = [cluster.hosts[i].dir / f"{prefix}-{tmp_path.name}" for i in range(len(hosts))]
     for h, w in zip(hosts, workdirs):
         h["workdir"] = str(w)
+    return hosts, workdirs
+
+
+def _builds(workdirs) -> list:
+    """How many times each workdir's remap/Makefile compiled."""
+    return [(w / LOG).read_text().count("built") if (w / LOG).exists() else 0 for w in workdirs]
+
+
+@pytest.mark.cluster
+def test_three_hosts_compile_once_and_receive_the_library(cluster, tmp_path):
+    hosts, workdirs = _hosts(cluster, tmp_path, "stub")
     inv = cluster.write_inventory(tmp_path / "inv.yml", hosts=hosts, jobs=tiny_jobs())
     src = _project(tmp_path, "v1")
 
     p = run_cli(["deploy", "-i", inv, "--source", src], timeout=300, check=0)
-    builds = [(w / LOG).read_text().count("built") if (w / LOG).exists() else 0 for w in workdirs]
-    assert builds == [1, 0, 0], p.stdout                  # one host compiled
+    assert _builds(workdirs) == [1, 0, 0], p.stdout       # one host compiled
     libs = [w / "remap" / "remap_ops.so" for w in workdirs]
     assert len({_sha(lib) for lib in libs}) == 1          # the others hold the same library
     assert p.stdout.count("remap from host0") == 2 and "built remap" in p.stdout
@@ -67,10 +77,7 @@ def test_three_hosts_compile_once_and_receive_the_library(cluster, tmp_path):
 
 @pytest.mark.cluster
 def test_a_host_that_joins_takes_the_library_of_a_current_host(cluster, tmp_path):
-    hosts = cluster.inventory_data()["hosts"]
-    workdirs = [cluster.hosts[i].dir / f"join-{tmp_path.name}" for i in range(3)]
-    for h, w in zip(hosts, workdirs):
-        h["workdir"] = str(w)
+    hosts, workdirs = _hosts(cluster, tmp_path, "join")
     src = _project(tmp_path, "v1")
     two = cluster.write_inventory(tmp_path / "two.yml", hosts=hosts[:2], jobs=tiny_jobs())
     run_cli(["deploy", "-i", two, "--source", src], timeout=300, check=0)
@@ -80,8 +87,7 @@ def test_a_host_that_joins_takes_the_library_of_a_current_host(cluster, tmp_path
     three = cluster.write_inventory(tmp_path / "three.yml", hosts=hosts, jobs=tiny_jobs())
     p = run_cli(["deploy", "-i", three, "--source", src], timeout=300, check=0)
     assert p.stdout.count("remap unchanged") == 2 and "remap from host0" in p.stdout, p.stdout
-    builds = [(w / LOG).read_text().count("built") if (w / LOG).exists() else 0 for w in workdirs]
-    assert builds == [1, 0, 0], p.stdout  # nobody compiled again: host2 received host0's library
+    assert _builds(workdirs) == [1, 0, 0], p.stdout  # nobody compiled again: host2 received host0's library
     assert _sha(workdirs[2] / "remap" / "remap_ops.so") == _sha(workdirs[0] / "remap" / "remap_ops.so")
 
 
