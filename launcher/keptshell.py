@@ -11,9 +11,9 @@ opens another): a late answer is never taken for the next call's, whose end mark
 from __future__ import annotations
 
 import secrets
-import select
 import time
 
+from launcher.chanread import ChannelReader
 from launcher.render import render_template
 
 
@@ -24,7 +24,7 @@ class ShellGone(Exception):
 class KeptShell:
     def __init__(self, channel):
         self.chan = channel
-        self.chan.settimeout(0.2)
+        self.chan.settimeout(10.0)  # bounds a send; reads wait on ChannelReader, never on the socket
         self.chan.exec_command("bash -s")
 
     def call(self, script: str, timeout: float) -> tuple[int, str, str]:
@@ -32,16 +32,13 @@ class KeptShell:
         nonce = secrets.token_hex(8)
         self.chan.sendall(render_template("kept_call.sh.j2", script=script.rstrip("\n"), nonce=nonce).encode())
         out_mark, err_mark = f"\n__MAE_END_{nonce} ".encode(), f"\n__MAE_END_{nonce}\n".encode()
-        out, err = bytearray(), bytearray()
+        reader = ChannelReader(self.chan)
+        out, err = reader.out, reader.err
         deadline = time.monotonic() + timeout
         while not (_ended(out, out_mark) and err_mark in err):
             if time.monotonic() > deadline or self.chan.closed or self.chan.exit_status_ready():
                 raise ShellGone("no answer within the timeout" if time.monotonic() > deadline else "the shell ended")
-            select.select([self.chan], [], [], 0.2)
-            while self.chan.recv_ready():
-                out += self.chan.recv(65536)
-            while self.chan.recv_stderr_ready():
-                err += self.chan.recv_stderr(65536)
+            reader.pump(0.2)
         body, _, rest = bytes(out).partition(out_mark)
         rc = int(rest.split(b"\n", 1)[0])
         return rc, body.decode(errors="replace"), bytes(err).partition(err_mark)[0].decode(errors="replace")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import os
-import select
 import socket
 import subprocess
 import threading
@@ -22,6 +21,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from launcher import addresses
+from launcher.chanread import ChannelReader
 from launcher.errors import UserError
 from launcher.keptshell import KeptShell, ShellGone
 from launcher.paths import HostPath, known_hosts_path
@@ -229,21 +229,17 @@ class SshTarget(Target):
             self.close()
             raise RemoteError(self.name, "unreachable", f"connection lost: {e}") from e
         deadline = None if timeout is None else time.monotonic() + timeout
-        out, err = bytearray(), bytearray()
+        reader = ChannelReader(chan)
         try:
-            chan.settimeout(0.2)
+            chan.settimeout(connect_timeout(self.host))
             chan.exec_command("bash -s")
             chan.sendall(script.encode())
             chan.shutdown_write()
             while True:
                 if deadline is not None and time.monotonic() > deadline:
                     raise RemoteError(self.name, "timeout", f"no answer within {timeout:g} s",
-                                      tail(err.decode(errors="replace")))
-                select.select([chan], [], [], 0.2)
-                while chan.recv_ready():
-                    out += chan.recv(65536)
-                while chan.recv_stderr_ready():
-                    err += chan.recv_stderr(65536)
+                                      tail(reader.err.decode(errors="replace")))
+                reader.pump(0.2)
                 if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
                     break
                 if chan.closed or not self._conn.transport.is_active():
@@ -256,7 +252,8 @@ class SshTarget(Target):
             raise RemoteError(self.name, "unreachable", f"connection lost: {e}") from e
         finally:
             chan.close()
-        return self._checked(Completed(rc, out.decode(errors="replace"), err.decode(errors="replace")), check)
+        return self._checked(Completed(rc, reader.out.decode(errors="replace"), reader.err.decode(errors="replace")),
+                             check)
 
     def run_kept(self, script, timeout, check=False):
         import paramiko

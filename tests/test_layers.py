@@ -31,6 +31,7 @@ LAYERS = [
     ["runs"],                                                  # typed run records and their store
     ["remote"],                                                # transport: Target, fan-out
     ["ssh", "keptshell"],                                      # keptshell: one long-lived shell per host for polls
+    ["chanread"],                                              # reading a paramiko channel (no OS pipe)
     ["report", "logs", "layout", "benchspec"],                 # what people read; benchmark specs
     ["render", "knownhosts"],
     ["adjust"],                                                # launch adjustments (--host, --env, -- ARGS)
