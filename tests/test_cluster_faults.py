@@ -33,6 +33,7 @@ def _running(cluster, run_id):
     return wait_for(lambda: log.exists() and "Epoch" in log.read_text(errors="replace"), 240, 0.2)
 
 
+@pytest.mark.faults
 def test_a_blip_shorter_than_host_timeout_never_stops_the_run(cluster, deployed, runs_dir, tmp_path):
     run_id = f"blip-{_TOKEN}"
     hung = cluster.hosts[2]
@@ -58,6 +59,7 @@ def test_a_blip_shorter_than_host_timeout_never_stops_the_run(cluster, deployed,
     assert "host host2 answers again" in out
 
 
+@pytest.mark.faults
 def test_a_host_unreachable_past_host_timeout_stops_the_run(cluster, deployed, runs_dir, tmp_path):
     run_id = f"lost-{_TOKEN}"
     hung = cluster.hosts[2]
@@ -83,6 +85,7 @@ def test_a_host_unreachable_past_host_timeout_stops_the_run(cluster, deployed, r
     assert s.returncode == 0 and gone, s.stdout + s.stderr
 
 
+@pytest.mark.faults
 def test_status_and_stop_name_a_hung_host_within_connect_timeout(cluster, deployed, runs_dir, tmp_path):
     run_id = f"hung-{_TOKEN}"
     hung = cluster.hosts[1]

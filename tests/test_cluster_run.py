@@ -116,6 +116,7 @@ def _rank_pid(run_id, host, rank):
     return None
 
 
+@pytest.mark.faults
 def test_killed_rank_tears_down_every_host_then_resume(cluster, deployed, runs_dir, tmp_path):
     inv = cluster.write_inventory(tmp_path / "inv.yml", jobs=tiny_jobs(LONG))
     proc = popen_cli(["pretrain", "-i", inv, "--run-id", RID["killed"], "--poll", "0.3"], env_extra=runs_dir)
