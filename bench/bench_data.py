@@ -31,6 +31,14 @@ from mae import data, fast_transforms  # noqa: E402
 from photos import write_photos  # noqa: E402
 
 
+PIPELINES = {
+    "reference": "PIL decode, torchvision RandomResizedCrop + flip + ToTensor + Normalize, per sample",
+    "fast": "mae.fast_transforms, normalised per sample (the IPU loop's input)",
+    "fast_uint8_batch_norm": "uint8 samples, the batch normalised on this core (pretraining on a CPU)",
+    "fast_uint8": "uint8 samples; the batch is normalised on the GPU after the copy (pretraining on CUDA)",
+}
+
+
 def folder_dataset(root: Path, count: int) -> Path:
     write_photos(root / "train" / "photos", count)
     return root
@@ -53,6 +61,7 @@ def measure(root: Path, rounds: int, batch: int, size: int = 224) -> dict:
         "fast": (data.pretrain_transform(size), None),
         "fast_uint8_batch_norm": (fast_transforms.FastPretrainTransform(size, normalize=False),
                                   fast_transforms.normalize_batch),
+        "fast_uint8": (fast_transforms.FastPretrainTransform(size, normalize=False), None),
     }
     sets = {name: data.build_dataset(root, "train", t, check_images=False) for name, (t, _) in pipelines.items()}
     times = {name: [] for name in pipelines}
@@ -67,7 +76,7 @@ def measure(root: Path, rounds: int, batch: int, size: int = 224) -> dict:
             cpu_times[name].append(n / (time.process_time() - c0))
     rates = {name: statistics.median(v) for name, v in times.items()}
     cpu_rates = {name: statistics.median(v) for name, v in cpu_times.items()}
-    return {"images": len(sets["reference"]), "rounds": rounds, "batch": batch, "threads": torch.get_num_threads(),
+    return {"images": len(sets["reference"]), "pipelines": PIPELINES, "rounds": rounds, "batch": batch, "threads": torch.get_num_threads(),
             "img_per_s_per_core": rates, "ratio": {k: v / rates["reference"] for k, v in rates.items()},
             "cpu_img_per_s": cpu_rates, "cpu_ratio": {k: v / cpu_rates["reference"] for k, v in cpu_rates.items()},
             "rounds_img_per_s": times, "rounds_cpu_img_per_s": cpu_times}

@@ -43,6 +43,7 @@ def data_section(res: dict, folder: Path) -> list:
             "| pipeline | img/s per core | ratio to the reference | ratio in CPU time |", "|---|---|---|---|"]
     cpu = {k: f"{v:.2f}×" for k, v in d.get("cpu_ratio", {}).items()}
     out += [f"| {k} | {v:.1f} | **{ratio[k]:.2f}×** | {cpu.get(k, '')} |" for k, v in rates.items()]
+    out += [""] + [f"- {k}: {what}" for k, what in d.get("pipelines", {}).items()]
     png = _plot(folder / "data.png", "Pretraining input pipeline, img/s per core", list(rates),
                 {"img/s": list(rates.values())}, "img/s")
     return out + ["", f"![data pipeline]({png})", ""]

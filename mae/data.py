@@ -2,14 +2,14 @@
 
 API (torch is imported lazily, so the digits command and errors stay quick)::
 
-    pretrain_transform(input_size)             RandomResizedCrop(scale 0.2-1, bicubic), flip, normalise:
-                                               the fast path (mae.fast_transforms), same distribution
+    pretrain_transform(input_size, normalize=True)  RandomResizedCrop(scale 0.2-1, bicubic), flip,
+                                               normalise (or uint8): the fast path (mae.fast_transforms)
     reference_pretrain_transform(input_size)   the same augmentation as torchvision's PIL transforms
     eval_transform(input_size)                 resize (input/0.875, bicubic), centre crop, normalise
     build_dataset(root, split, transform, check_images=True) -> ImageFolderDataset
     preflight(root, split)                     quick layout check without torch (DataError)
     GeneratedDataset(size, input_size, num_classes=1000, seed=0)
-    build_pretrain_dataset(cfg)                generated or <data_path>/train with pretrain_transform
+    build_pretrain_dataset(cfg, normalize=True)  generated or <data_path>/train with pretrain_transform
     write_digits(out, input_size=32, seed=0) -> message
 
 Layout: ``<root>/train/<class>/*`` and ``<root>/validation/<class>/*``; classes are the sorted
@@ -44,12 +44,13 @@ SPLITS = ("train", "validation")
 
 
 # --- transforms --------------------------------------------------------------------------------
-def pretrain_transform(input_size: int):
+def pretrain_transform(input_size: int, normalize: bool = True):
     """The MAE pretraining augmentation, fast path: decodes the image itself (reduced-size JPEG
-    decoding when the crop allows), crops and resizes uint8 pixels (see mae.fast_transforms)."""
+    decoding when the crop allows), crops and resizes uint8 pixels (see mae.fast_transforms).
+    normalize=False: uint8 [3, S, S] samples, normalised per batch by ``fast_transforms.model_input``."""
     from mae.fast_transforms import FastPretrainTransform
 
-    return FastPretrainTransform(input_size)
+    return FastPretrainTransform(input_size, normalize=normalize)
 
 
 def reference_pretrain_transform(input_size: int):
@@ -228,13 +229,14 @@ class GeneratedDataset:
         return img, index % self.num_classes
 
 
-def build_pretrain_dataset(cfg):
-    """Training set of a pretraining config: generated, or ``<data_path>/train`` augmented."""
+def build_pretrain_dataset(cfg, normalize: bool = True):
+    """Training set of a pretraining config: generated, or ``<data_path>/train`` augmented
+    (normalize=False: uint8 images, for a loop that normalises on the device)."""
     if cfg.generated_data:
         return GeneratedDataset(cfg.generated_size, cfg.input_size, seed=cfg.seed)
     if not cfg.data_path:
         raise DataError("no data: pass --data_path DIR (holding train/<class>/*) or --generated_data")
-    return build_dataset(cfg.data_path, "train", pretrain_transform(cfg.input_size), cfg.check_images)
+    return build_dataset(cfg.data_path, "train", pretrain_transform(cfg.input_size, normalize), cfg.check_images)
 
 
 # --- scikit-learn digits as an ImageNet-layout folder ------------------------------------------

@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from mae import dist, metrics, optim, precision, seeding
+from mae import dist, fast_transforms, metrics, optim, precision, seeding
 from mae.errors import check_finite
 
 
@@ -48,7 +48,7 @@ def train_one_epoch(model, loader, optimizer, scaler, epoch: int, steps: int, cf
         if i % accum == 0:
             lr_now = optim.adjust_learning_rate(optimizer, epoch + i / steps, lr, cfg.min_lr,
                                                 cfg.warmup_epochs, cfg.epochs)
-        samples = samples.to(device, non_blocking=True)
+        samples = fast_transforms.model_input(samples.to(device, non_blocking=True))  # uint8: normalised here
         noise = torch.rand(samples.shape[0], core.num_patches, generator=noise_gen, device=device)
         update = (i + 1) % accum == 0
         sync = contextlib.nullcontext() if update or not info.distributed else model.no_sync()

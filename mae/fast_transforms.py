@@ -15,14 +15,17 @@ reference's crops and flips. What differs is the work:
   - the crop and resize run on the decoded uint8 pixels in place (a channels-last view, torch's
     vectorised antialiased bicubic kernel), with no crop copy and no float image;
   - normalisation is one fused pass per sample, or one per batch (``normalize=False`` gives uint8
-    CHW tensors; ``normalize_batch`` turns a uint8 batch into the normalised float batch).
+    CHW tensors; ``normalize_batch`` turns a uint8 batch into the normalised float batch). Pretraining
+    on CPU or CUDA takes the uint8 way: loader workers hand over a quarter of the bytes (shared
+    memory, pinned memory, the copy to the GPU) and the batch is normalised on the device.
 
 API::
 
     t = FastPretrainTransform(input_size)     t(file_bytes or PIL image) -> float [3, S, S]
     t.sample(width, height) -> (i, j, h, w, flip)   the random draw alone
     crop_params(width, height) -> (i, j, h, w)      RandomResizedCrop.get_params for that size
-    normalize_batch(uint8 [N, 3, S, S]) -> float [N, 3, S, S]
+    normalize_batch(uint8 [N, 3, S, S]) -> float [N, 3, S, S]   on the batch's device
+    model_input(batch) -> float batch                 normalize_batch for uint8, else unchanged
 """
 from __future__ import annotations
 
@@ -77,8 +80,16 @@ def dct_divisor(width: int, height: int, out: int) -> int:
 
 
 def normalize_batch(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 [N, 3, H, W] -> float, (x / 255 - mean) / std, in one pass over the batch."""
-    return batch.float().sub_(_MEAN255).mul_(_INV_STD255)
+    """uint8 [N, 3, H, W] -> float, (x / 255 - mean) / std, on the batch's device (the same float
+    arithmetic as the per-sample normalisation of ``FastPretrainTransform``: the same values)."""
+    mean, inv_std = _MEAN255.to(batch.device), _INV_STD255.to(batch.device)
+    return batch.float().sub_(mean).mul_(inv_std)
+
+
+def model_input(batch: torch.Tensor) -> torch.Tensor:
+    """A loader's batch as the model takes it: uint8 pixels (``normalize=False``) are normalised here,
+    after the copy to the device; float batches (normalised already, or generated) pass unchanged."""
+    return normalize_batch(batch) if batch.dtype == torch.uint8 else batch
 
 
 def _pixels(img: Image.Image) -> torch.Tensor:

@@ -19,6 +19,7 @@ import pathlib
 import torch
 
 from mae.data import IMAGENET_MEAN, IMAGENET_STD
+from mae.fast_transforms import model_input
 
 N_IMAGES = 8
 NOISE_SEED = 0
@@ -55,7 +56,7 @@ def fixed_indices(length: int, n: int = N_IMAGES) -> list[int]:
 
 def fixed_batch(dataset, n: int = N_IMAGES) -> torch.Tensor:
     """The same ``n`` images of ``dataset`` every time, as a [n, C, H, W] tensor."""
-    return torch.stack([dataset[i][0] for i in fixed_indices(len(dataset), n)])
+    return model_input(torch.stack([dataset[i][0] for i in fixed_indices(len(dataset), n)]))
 
 
 def fixed_noise(n: int, num_patches: int, seed: int = NOISE_SEED) -> torch.Tensor:

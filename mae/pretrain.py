@@ -93,7 +93,8 @@ def _setup(cfg, j):
     """Data, model, optimizer and resume, the same on every device; then the device's runner."""
     from mae import checkpoint, data, optim, precision
 
-    dataset = data.build_pretrain_dataset(cfg)
+    # CPU / CUDA: uint8 samples, normalised on the device by the engine; the IPU loop takes them normalised
+    dataset = data.build_pretrain_dataset(cfg, normalize=j.ipu)
     model = build_model(cfg)
     if not j.ipu:
         model.to(j.info.device)

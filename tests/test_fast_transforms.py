@@ -127,3 +127,21 @@ def test_folder_dataset_uses_the_fast_path(tmp_path):
     ds = data.build_dataset(tmp_path, "train", data.pretrain_transform(32))
     img, target = ds[1]
     assert img.shape == (3, 32, 32) and img.dtype == torch.float32 and target == 0
+
+
+def test_cpu_pretraining_takes_uint8_batches_normalised_to_the_same_values(tmp_path):
+    """CPU/CUDA pretraining loads uint8 samples (a quarter of the bytes through the loader) and the
+    engine normalises each batch on the device: exactly the floats the normalising transform gives."""
+    write_photos(tmp_path / "train" / "a", count=6)
+    cfg = type("Cfg", (), {"generated_data": False, "data_path": str(tmp_path), "input_size": 48,
+                           "check_images": True})()
+    batches = {}
+    for normalize in (True, False):
+        torch.manual_seed(11)
+        loader = torch.utils.data.DataLoader(data.build_pretrain_dataset(cfg, normalize=normalize), batch_size=3)
+        batches[normalize] = [samples for samples, _ in loader]
+    assert all(b.dtype == torch.uint8 for b in batches[False]) and all(b.dtype == torch.float32 for b in batches[True])
+    for raw, normalised in zip(batches[False], batches[True]):
+        assert torch.equal(fast_transforms.model_input(raw), normalised)
+    floats = torch.randn(2, 3, 8, 8)
+    assert fast_transforms.model_input(floats) is floats  # generated or normalised data passes unchanged
