@@ -35,28 +35,38 @@ def has_kernel(device_type: str) -> bool:
     return key is not None and torch._C._dispatch_has_kernel_for_dispatch_key("remap::keep", key)
 
 
-def _register() -> None:
-    lib = "remap::"
+LIB = "remap::"
 
-    @torch.library.register_fake(lib + "keep")
+
+def _register() -> None:
+    _register_fakes()
+    _register_keep()
+    _register_restore()
+
+
+def _register_fakes() -> None:
+    """Shapes of the four ops' outputs, for torch.compile and meta tensors."""
+    @torch.library.register_fake(LIB + "keep")
     def _keep_fake(x, ids_keep):
         return x.new_empty((x.shape[0], ids_keep.shape[1], x.shape[2]))
 
-    @torch.library.register_fake(lib + "keep_backward")
+    @torch.library.register_fake(LIB + "keep_backward")
     def _keep_backward_fake(grad, ids_keep, length):
         return grad.new_empty((grad.shape[0], length, grad.shape[2]))
 
-    @torch.library.register_fake(lib + "restore")
+    @torch.library.register_fake(LIB + "restore")
     def _restore_fake(x, ids_restore, mask_token, pos=None):
         return x.new_empty((x.shape[0], ids_restore.shape[1] + 1, x.shape[2]))
 
-    @torch.library.register_fake(lib + "restore_backward")
+    @torch.library.register_fake(LIB + "restore_backward")
     def _restore_backward_fake(grad, ids_restore, x_rows):
         return grad.new_empty((grad.shape[0], x_rows, grad.shape[2])), grad.new_empty((grad.shape[2],))
 
+
+def _register_keep() -> None:
+    """keep: grad_x = scatter of grad into zeros; keep_backward's adjoint is keep."""
     ops = torch.ops.remap
 
-    # keep: grad_x = scatter of grad into zeros.
     def keep_setup(ctx, inputs, output):
         x, ids_keep = inputs
         ctx.save_for_backward(ids_keep)
@@ -66,7 +76,7 @@ def _register() -> None:
         (ids_keep,) = ctx.saved_tensors
         return ops.keep_backward(grad, ids_keep, ctx.length), None
 
-    torch.library.register_autograd(lib + "keep", keep_bwd, setup_context=keep_setup)
+    torch.library.register_autograd(LIB + "keep", keep_bwd, setup_context=keep_setup)
 
     def keep_backward_setup(ctx, inputs, output):
         ctx.save_for_backward(inputs[1])
@@ -75,10 +85,23 @@ def _register() -> None:
         (ids_keep,) = ctx.saved_tensors
         return ops.keep(gg, ids_keep), None, None
 
-    torch.library.register_autograd(lib + "keep_backward", keep_backward_bwd, setup_context=keep_backward_setup)
+    torch.library.register_autograd(LIB + "keep_backward", keep_backward_bwd, setup_context=keep_backward_setup)
 
-    # restore: grad_x = inverse gather, grad_mask = sum over the filled rows, grad_pos = grad (summed over
-    # the dimensions pos was broadcast along).
+
+def _restore_grad_pos(grad, pos_shape):
+    """grad of pos: grad, summed over the dimensions pos was broadcast along."""
+    if len(pos_shape) == 2:
+        return grad.sum(0)
+    if pos_shape[0] != grad.shape[0]:
+        return grad.sum(0, keepdim=True)
+    return grad
+
+
+def _register_restore() -> None:
+    """restore: grad_x = inverse gather, grad_mask = sum over the filled rows, grad_pos = grad (summed
+    over the dimensions pos was broadcast along); restore_backward's adjoint is restore."""
+    ops = torch.ops.remap
+
     def restore_setup(ctx, inputs, output):
         x, ids_restore, mask_token, pos = inputs
         ctx.save_for_backward(ids_restore)
@@ -91,15 +114,10 @@ def _register() -> None:
         grad_x, grad_mask = ops.restore_backward(grad, ids_restore, ctx.x_rows)
         grad_pos = None
         if ctx.pos_shape is not None and ctx.needs_input_grad[3]:
-            if len(ctx.pos_shape) == 2:
-                grad_pos = grad.sum(0)
-            elif ctx.pos_shape[0] != grad.shape[0]:
-                grad_pos = grad.sum(0, keepdim=True)
-            else:
-                grad_pos = grad
+            grad_pos = _restore_grad_pos(grad, ctx.pos_shape)
         return grad_x, None, grad_mask.reshape(ctx.mask_shape), grad_pos
 
-    torch.library.register_autograd(lib + "restore", restore_bwd, setup_context=restore_setup)
+    torch.library.register_autograd(LIB + "restore", restore_bwd, setup_context=restore_setup)
 
     def restore_backward_setup(ctx, inputs, output):
         ctx.save_for_backward(inputs[1])
@@ -114,5 +132,5 @@ def _register() -> None:
             gg_mask = gg_x.new_zeros(gg_x.shape[2])
         return ops.restore(gg_x, ids_restore, gg_mask, None), None, None
 
-    torch.library.register_autograd(lib + "restore_backward", restore_backward_bwd,
+    torch.library.register_autograd(LIB + "restore_backward", restore_backward_bwd,
                                     setup_context=restore_backward_setup)
