@@ -29,6 +29,7 @@ API::
 """
 from __future__ import annotations
 
+import functools
 import io
 import math
 import warnings
@@ -82,8 +83,14 @@ def dct_divisor(width: int, height: int, out: int) -> int:
 def normalize_batch(batch: torch.Tensor) -> torch.Tensor:
     """uint8 [N, 3, H, W] -> float, (x / 255 - mean) / std, on the batch's device (the same float
     arithmetic as the per-sample normalisation of ``FastPretrainTransform``: the same values)."""
-    mean, inv_std = _MEAN255.to(batch.device), _INV_STD255.to(batch.device)
+    mean, inv_std = _constants(batch.device)
     return batch.float().sub_(mean).mul_(inv_std)
+
+
+@functools.lru_cache(maxsize=None)
+def _constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The normalisation constants on `device`, copied there once (not at every step)."""
+    return _MEAN255.to(device), _INV_STD255.to(device)
 
 
 def model_input(batch: torch.Tensor) -> torch.Tensor:
