@@ -202,11 +202,27 @@ def _sync_and_build(job, ts: list, build: bool, limit, timeout, progress) -> dic
     facts = {r.host: r.value for r in first if r.ok and isinstance(r.value, dict)}
     donors = {r.host: job.probes[r.host] for r in first if r.ok and r.host in job.current}
     if facts:
+        donors.update(_unchanged_donors(job, [by_name[r.host] for r in first if r.ok and r.value == "unchanged"],
+                                        limit))
         results.update(buildshare.share(by_name, facts, job.sources, _guarded(progress, job.build), job.install,
                                         progress, timeout, donors=donors))
     for name in facts:
         progress.set(name, "done" if results[name].ok else f"failed: {results[name].kind}")
     return results
+
+
+def _unchanged_donors(job, unchanged: list, limit) -> dict:
+    """An unchanged host answers its probe in one line, without build facts. When other hosts need the
+    remap library, the unchanged ones are asked for their facts (read-only), so that a host joining an
+    unchanged cluster takes a current library instead of compiling one; name -> facts of those current."""
+    looks = remote.fan_out([t for t in unchanged if not job.in_place(t)],
+                           lambda t: workdirs.probe(t, facts=True, venv=job.venv(t.host)), limit=limit, timeout=120)
+    donors = {}
+    for r in looks:
+        facts = {k: r.value.get(k, "") for k in (*buildshare.FACTS, "lib", "libkey")} if r.ok else {}
+        if r.ok and buildshare.current(facts, job.sources, r.host):
+            donors[r.host] = facts
+    return donors
 
 
 def _refuse(inv, syncing: list, probes: list, *, adopt: bool, force: bool) -> None:

@@ -91,6 +91,22 @@ def test_a_host_that_joins_takes_the_library_of_a_current_host(cluster, tmp_path
     assert _sha(workdirs[2] / "remap" / "remap_ops.so") == _sha(workdirs[0] / "remap" / "remap_ops.so")
 
 
+@pytest.mark.cluster
+def test_a_host_joining_an_unchanged_cluster_takes_a_current_library(cluster, tmp_path):
+    hosts, workdirs = _hosts(cluster, tmp_path, "quiet")
+    src = _project(tmp_path, "v1")
+    two = cluster.write_inventory(tmp_path / "two.yml", hosts=hosts[:2], jobs=tiny_jobs())
+    run_cli(["deploy", "-i", two, "--source", src], timeout=300, check=0)
+    three = cluster.write_inventory(tmp_path / "three.yml", hosts=hosts, jobs=tiny_jobs())
+    p = run_cli(["deploy", "-i", three, "--source", src], timeout=300, check=0)  # the code did not change
+    # each host's last line: its row of the result table (below the progress table)
+    rows = {name: line for line in p.stdout.splitlines() for name in ("host0", "host1", "host2") if f" {name} " in line}
+    assert "unchanged" in rows["host0"] and "unchanged" in rows["host1"], p.stdout
+    assert "deployed (remap from host0)" in rows["host2"], p.stdout
+    assert _builds(workdirs) == [1, 0, 0], p.stdout  # host2 received host0's library instead of compiling
+    assert _sha(workdirs[2] / "remap" / "remap_ops.so") == _sha(workdirs[0] / "remap" / "remap_ops.so")
+
+
 def test_build_keys_group_only_identical_builds():
     base = {"arch": "x86_64", "cxx": "g++ 12.2", "python": "python3.11", "torch": "torch-2.14.1.dist-info",
             "cuda": "0"}
