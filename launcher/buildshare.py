@@ -33,6 +33,11 @@ def build_key(facts: dict, sources: str, host: str) -> str:
     return hashlib.sha256("\0".join([sources] + [facts.get(k, "") for k in FACTS]).encode()).hexdigest()
 
 
+def facts_of(probe: dict) -> dict:
+    """The build facts, library sha256 and recorded build key among a workdir probe's answers."""
+    return {k: probe.get(k, "") for k in (*FACTS, "lib", "libkey")}
+
+
 def current(facts: dict, sources: str, host: str) -> bool:
     """Is the host's library the one this deploy would build? Its recorded build key (written with the
     library by templates/build.sh.j2 and install_lib.sh.j2) names this deploy's key and its sha256."""

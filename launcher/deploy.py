@@ -120,7 +120,7 @@ class _Deploy:
             self.progress.set(t.name, "done")
             return "deployed"
         self.progress.set(t.name, "syncing")
-        facts = {k: probe.get(k, "") for k in (*buildshare.FACTS, "lib", "libkey")}
+        facts = buildshare.facts_of(probe)
         current = build and buildshare.current(facts, self.sources, t.name)  # the op needs no build here
         record = self.digest if current and not t.is_local else None   # then the sync records the deploy
         t.rsync_up(f"{self.root}/", HostPath(str(host.workdir).rstrip("/") + "/"), what="syncing the code",
@@ -217,12 +217,8 @@ def _unchanged_donors(job, unchanged: list, limit) -> dict:
     unchanged cluster takes a current library instead of compiling one; name -> facts of those current."""
     looks = remote.fan_out([t for t in unchanged if not job.in_place(t)],
                            lambda t: workdirs.probe(t, facts=True, venv=job.venv(t.host)), limit=limit, timeout=120)
-    donors = {}
-    for r in looks:
-        facts = {k: r.value.get(k, "") for k in (*buildshare.FACTS, "lib", "libkey")} if r.ok else {}
-        if r.ok and buildshare.current(facts, job.sources, r.host):
-            donors[r.host] = facts
-    return donors
+    facts = {r.host: buildshare.facts_of(r.value) for r in looks if r.ok}
+    return {name: f for name, f in facts.items() if buildshare.current(f, job.sources, name)}
 
 
 def _refuse(inv, syncing: list, probes: list, *, adopt: bool, force: bool) -> None:

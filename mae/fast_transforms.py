@@ -81,8 +81,8 @@ def dct_divisor(width: int, height: int, out: int) -> int:
 
 
 def normalize_batch(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 [N, 3, H, W] -> float, (x / 255 - mean) / std, on the batch's device (the same float
-    arithmetic as the per-sample normalisation of ``FastPretrainTransform``: the same values)."""
+    """uint8 [N, 3, H, W] (or one [3, H, W] sample) -> float, (x / 255 - mean) / std, on its device;
+    ``FastPretrainTransform`` normalises its samples with it too, so both ways give the same values."""
     mean, inv_std = _constants(batch.device)
     return batch.float().sub_(mean).mul_(inv_std)
 
@@ -195,7 +195,7 @@ class FastPretrainTransform:
         out = out.contiguous()  # CHW while uint8 (a no-op where interpolate already returns CHW)
         if not self.normalize:
             return out
-        return out.float().sub_(_MEAN255).mul_(_INV_STD255)
+        return normalize_batch(out)  # a sample [3, S, S] broadcasts like a batch
 
     def __repr__(self) -> str:
         return (f"FastPretrainTransform(size={self.size}, scale={SCALE}, ratio=({RATIO[0]:.4f}, {RATIO[1]:.4f}), "

@@ -75,17 +75,26 @@ def test_three_hosts_compile_once_and_receive_the_library(cluster, tmp_path):
     assert len({_sha(lib) for lib in libs}) == 1 and b"op v2" in libs[2].read_bytes()
 
 
-@pytest.mark.cluster
-def test_a_host_that_joins_takes_the_library_of_a_current_host(cluster, tmp_path):
-    hosts, workdirs = _hosts(cluster, tmp_path, "join")
+def _third_host_joins(cluster, tmp_path, prefix: str, between=None):
+    """Deploy to host0 and host1, call between(src, workdirs), then deploy to all three; (result, workdirs)."""
+    hosts, workdirs = _hosts(cluster, tmp_path, prefix)
     src = _project(tmp_path, "v1")
     two = cluster.write_inventory(tmp_path / "two.yml", hosts=hosts[:2], jobs=tiny_jobs())
     run_cli(["deploy", "-i", two, "--source", src], timeout=300, check=0)
-    key = (workdirs[1] / "remap" / "remap_ops.so.key").read_text().split()
-    assert key[1] == _sha(workdirs[1] / "remap" / "remap_ops.so")  # the build key is recorded with the library
-    (src / "README.md").write_text("a change outside remap\n")
+    if between is not None:
+        between(src, workdirs)
     three = cluster.write_inventory(tmp_path / "three.yml", hosts=hosts, jobs=tiny_jobs())
-    p = run_cli(["deploy", "-i", three, "--source", src], timeout=300, check=0)
+    return run_cli(["deploy", "-i", three, "--source", src], timeout=300, check=0), workdirs
+
+
+@pytest.mark.cluster
+def test_a_host_that_joins_takes_the_library_of_a_current_host(cluster, tmp_path):
+    def key_recorded_then_change(src, workdirs):
+        key = (workdirs[1] / "remap" / "remap_ops.so.key").read_text().split()
+        assert key[1] == _sha(workdirs[1] / "remap" / "remap_ops.so")  # the build key is recorded with the library
+        (src / "README.md").write_text("a change outside remap\n")
+
+    p, workdirs = _third_host_joins(cluster, tmp_path, "join", key_recorded_then_change)
     assert p.stdout.count("remap unchanged") == 2 and "remap from host0" in p.stdout, p.stdout
     assert _builds(workdirs) == [1, 0, 0], p.stdout  # nobody compiled again: host2 received host0's library
     assert _sha(workdirs[2] / "remap" / "remap_ops.so") == _sha(workdirs[0] / "remap" / "remap_ops.so")
@@ -93,12 +102,7 @@ def test_a_host_that_joins_takes_the_library_of_a_current_host(cluster, tmp_path
 
 @pytest.mark.cluster
 def test_a_host_joining_an_unchanged_cluster_takes_a_current_library(cluster, tmp_path):
-    hosts, workdirs = _hosts(cluster, tmp_path, "quiet")
-    src = _project(tmp_path, "v1")
-    two = cluster.write_inventory(tmp_path / "two.yml", hosts=hosts[:2], jobs=tiny_jobs())
-    run_cli(["deploy", "-i", two, "--source", src], timeout=300, check=0)
-    three = cluster.write_inventory(tmp_path / "three.yml", hosts=hosts, jobs=tiny_jobs())
-    p = run_cli(["deploy", "-i", three, "--source", src], timeout=300, check=0)  # the code did not change
+    p, workdirs = _third_host_joins(cluster, tmp_path, "quiet")  # the code did not change
     # each host's last line: its row of the result table (below the progress table)
     rows = {name: line for line in p.stdout.splitlines() for name in ("host0", "host1", "host2") if f" {name} " in line}
     assert "unchanged" in rows["host0"] and "unchanged" in rows["host1"], p.stdout
