@@ -3,8 +3,9 @@ ToTensor + Normalize) against mae's fast path (mae.fast_transforms), in the same
 
 Images: ImageNet-sized JPEGs made from scikit-image's photos (bench/photos.py). Each pipeline reads
 the files through mae.data's folder dataset and stacks batches of --batch images, as a loader
-worker does; torch runs one thread, so img/s is per core. The pipelines take turns for --rounds
-rounds (same seed, same crops); the figure is each one's median round, in wall-clock time and in
+worker does; torch runs one thread, so img/s is per core. In each of --rounds rounds the pipelines
+take turns batch by batch (same seed, same crops; the order rotates), so a shared machine's changes
+of speed, which last seconds, reach every pipeline alike; the figure is each one's median round, in wall-clock time and in
 this process's CPU time (on a shared machine the wall clock also counts the time other processes
 held the core; the CPU-time figure leaves that out).
 
@@ -44,15 +45,25 @@ def folder_dataset(root: Path, count: int) -> Path:
     return root
 
 
-def one_pass(dataset, batch: int, finish=None) -> int:
-    torch.manual_seed(0)
-    n = 0
-    for start in range(0, len(dataset), batch):
-        samples = torch.stack([dataset[k][0] for k in range(start, min(start + batch, len(dataset)))])
-        if finish is not None:
-            samples = finish(samples)
-        n += samples.shape[0]
-    return n
+def one_batch(dataset, start: int, batch: int, finish=None) -> int:
+    samples = torch.stack([dataset[k][0] for k in range(start, min(start + batch, len(dataset)))])
+    if finish is not None:
+        samples = finish(samples)
+    return samples.shape[0]
+
+
+def one_round(sets: dict, finishes: dict, batch: int, times: dict, cpu_times: dict) -> None:
+    """Every pipeline through every image once, batch by batch: at each batch the pipelines take
+    turns (the order rotates), each drawing from the same seed, so all see the same crops and the
+    same moments of a shared machine's speed; adds each one's seconds to `times` and `cpu_times`."""
+    names = list(sets)
+    for b, start in enumerate(range(0, len(next(iter(sets.values()))), batch)):
+        for name in names[b % len(names):] + names[:b % len(names)]:
+            torch.manual_seed(b)
+            t0, c0 = time.perf_counter(), time.process_time()
+            one_batch(sets[name], start, batch, finishes[name])
+            times[name] += time.perf_counter() - t0
+            cpu_times[name] += time.process_time() - c0
 
 
 def measure(root: Path, rounds: int, batch: int, size: int = 224) -> dict:
@@ -64,19 +75,20 @@ def measure(root: Path, rounds: int, batch: int, size: int = 224) -> dict:
         "fast_uint8": (fast_transforms.FastPretrainTransform(size, normalize=False), None),
     }
     sets = {name: data.build_dataset(root, "train", t, check_images=False) for name, (t, _) in pipelines.items()}
-    times = {name: [] for name in pipelines}
-    cpu_times = {name: [] for name in pipelines}
-    for name in pipelines:  # warm-up: page cache, first-call costs
-        one_pass(sets[name], batch, pipelines[name][1])
+    finishes = {name: finish for name, (_, finish) in pipelines.items()}
+    n = len(sets["reference"])
+    warm = {name: 0.0 for name in pipelines}
+    one_round(sets, finishes, batch, dict(warm), dict(warm))  # warm-up: page cache, first-call costs
+    times, cpu_times = {name: [] for name in pipelines}, {name: [] for name in pipelines}
     for _ in range(rounds):
-        for name, (_, finish) in pipelines.items():
-            t0, c0 = time.perf_counter(), time.process_time()
-            n = one_pass(sets[name], batch, finish)
-            times[name].append(n / (time.perf_counter() - t0))
-            cpu_times[name].append(n / (time.process_time() - c0))
+        wall, cpu = dict(warm), dict(warm)
+        one_round(sets, finishes, batch, wall, cpu)
+        for name in pipelines:
+            times[name].append(n / wall[name])
+            cpu_times[name].append(n / cpu[name])
     rates = {name: statistics.median(v) for name, v in times.items()}
     cpu_rates = {name: statistics.median(v) for name, v in cpu_times.items()}
-    return {"images": len(sets["reference"]), "pipelines": PIPELINES, "rounds": rounds, "batch": batch, "threads": torch.get_num_threads(),
+    return {"images": n, "pipelines": PIPELINES, "rounds": rounds, "batch": batch, "threads": torch.get_num_threads(),
             "img_per_s_per_core": rates, "ratio": {k: v / rates["reference"] for k, v in rates.items()},
             "cpu_img_per_s": cpu_rates, "cpu_ratio": {k: v / cpu_rates["reference"] for k, v in cpu_rates.items()},
             "rounds_img_per_s": times, "rounds_cpu_img_per_s": cpu_times}
@@ -96,7 +108,7 @@ def main() -> int:
         result = measure(root, args.rounds, args.batch)
     result["cpu_count"] = os.cpu_count()
     print(f"pretraining input pipeline, {result['images']} ImageNet-sized JPEGs, 224x224, one core "
-          f"(median of {args.rounds} alternating rounds):")
+          f"(median of {args.rounds} rounds, pipelines taking turns batch by batch):")
     for name, rate in result["img_per_s_per_core"].items():
         print(f"  {name:24s} {rate:8.1f} img/s   {result['ratio'][name]:.2f}x the reference   "
               f"(CPU time: {result['cpu_img_per_s'][name]:.1f} img/s, {result['cpu_ratio'][name]:.2f}x)")
