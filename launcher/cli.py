@@ -14,11 +14,21 @@ import click
 from launcher.errors import UserError
 from launcher.jobs import JOB_NAMES
 
-try:
-    from importlib.metadata import version as _version
-    VERSION = _version("mae-launch")
-except Exception:  # not installed (running from a checkout)
-    VERSION = "0+unknown"
+
+def _version() -> str:
+    """The installed version, looked up only for --version (importing importlib.metadata would cost
+    every command about 0.05 s of start-up)."""
+    try:
+        from importlib.metadata import version
+        return version("mae-launch")
+    except Exception:  # not installed (running from a checkout)
+        return "0+unknown"
+
+
+def _print_version(ctx, _param, value):
+    if value and not ctx.resilient_parsing:
+        click.echo(f"mae-launch, version {_version()}")
+        ctx.exit()
 
 
 # command name -> "module:attribute" under launcher/ (an attribute that is a dict is indexed by the name)
@@ -58,7 +68,8 @@ class _Group(click.Group):
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(VERSION, "--version", prog_name="mae-launch")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and exit.")
 def main():
     """Masked Autoencoder training from one machine to a rack of IPU-PODs or GPU nodes.
 

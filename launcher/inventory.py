@@ -33,7 +33,7 @@ CONFIGS_FILE = PACKAGE_ROOT / "mae" / "configs.yml"
 def known_configs(path: Path = CONFIGS_FILE) -> Optional[dict]:
     """Named configs of mae/configs.yml, read as data: name -> settings (None when the file is absent)."""
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml: 6x faster
     except FileNotFoundError:
         return None
     configs = data.get("configs", data) if isinstance(data, dict) else {}
