@@ -9,10 +9,14 @@ For each host count (default 8 and 32), in one run:
 mae-launch is timed twice in each case: with the connections the previous deploy kept (a deploy a
 moment ago, as in an edit-and-redeploy loop; control_persist) and with new connections
 (control_persist: 0), both against the same baseline.
-Then a cold deploy (no remap build anywhere) to 1 host and to 3 hosts.
+Then a cold deploy (no remap build anywhere) to 1 host and to 3 hosts. Last, the fresh and no-change
+figures again on --plain-login-hosts hosts whose login shell reads no ~/.bashrc (tests/cluster.py
+plain_login): every SSH command of both tools runs the login user's shell, and this machine's root
+~/.bashrc (pyenv init) costs each command about 0.15 s of CPU; these rows show what is left without it.
 Figures are the best of --repeat runs; ratios are mae-launch / baseline (below 1: mae-launch faster).
 
-Usage: .venv/bin/python bench/bench_deploy.py [--hosts 8,32] [--repeat 2] [--no-cold] [--json FILE]
+Usage: .venv/bin/python bench/bench_deploy.py [--hosts 8,32] [--repeat 2] [--no-cold] [--plain-login-hosts 8]
+                                             [--json FILE]
 """
 from __future__ import annotations
 
@@ -122,12 +126,30 @@ def _cold(cluster, tmp) -> dict:
     return res
 
 
+def _plain_login(tmp, n: int, repeat: int) -> dict:
+    """The fresh and no-change pair on n hosts whose sessions skip ~/.bashrc: {n: figures}."""
+    cluster = Cluster(tmp / "plain", n, plain_login=True).up()
+    try:
+        data = cluster.inventory_data()["hosts"]
+        invs = {"kept": cluster.write_inventory(tmp / f"plain{n}.yml", hosts=data),
+                "new": cluster.write_inventory(tmp / f"plainnew{n}.yml", hosts=[dict(h, control_persist=0) for h in data])}
+        figures = _pair(cluster, cluster.hosts, invs, tmp, repeat)
+    finally:
+        cluster.down()
+    for label, v in figures.items():
+        print(f"{n:3d} hosts, plain login shell, {label:<26}  mae-launch {v['mae-launch']:6.2f} s   "
+              f"lean loop {v['lean']:6.2f} s   ratio {v['mae-launch'] / v['lean']:.2f}", flush=True)
+    return {n: figures}
+
+
 def main() -> int:
     global SRC
     ap = argparse.ArgumentParser()
     ap.add_argument("--hosts", default="8,32")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--no-cold", action="store_true")
+    ap.add_argument("--plain-login-hosts", type=int, default=8, metavar="N",
+                    help="also measure N hosts whose login shell reads no ~/.bashrc (0: not)")
     ap.add_argument("--json", default=None, help="also write the figures to this file")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -151,6 +173,10 @@ def main() -> int:
             print(f"cold deploy 3 hosts / 1 host: {figures['cold'][3] / figures['cold'][1]:.2f}")
     finally:
         cluster.down()
+    try:
+        if args.plain_login_hosts:
+            figures["plain_login"] = _plain_login(tmp, args.plain_login_hosts, args.repeat)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(figures, indent=1))

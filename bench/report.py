@@ -86,7 +86,8 @@ def main(argv=None) -> int:
         "pretrain": run_script(folder, "bench_pretrain", ["--batch", "4" if quick else "8"], 1500),
     }
     if os.geteuid() == 0:
-        deploy_args = ["--hosts", "2", "--repeat", "1", "--no-cold"] if quick else ["--hosts", args.hosts, "--repeat", "1"]
+        deploy_args = (["--hosts", "2", "--repeat", "1", "--no-cold", "--plain-login-hosts", "2"] if quick
+                       else ["--hosts", args.hosts, "--repeat", "1"])
         results["deploy"] = run_script(folder, "bench_deploy", deploy_args, 2400)
     else:
         results["deploy"] = {"ok": False, "tail": "not run: the loopback sshd hosts need root", "code": None}

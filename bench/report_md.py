@@ -69,6 +69,7 @@ def deploy_section(res: dict, folder: Path) -> list:
             out.append(f"| {n} | {case} | {m:.2f} | {b:.2f} | **{m / b:.2f}×** |")
             labels.append(f"{n} hosts\n{case}")
             ratios.append(m / b)
+    out += _plain_login_rows(d.get("plain_login") or {}, labels, ratios)
     cold = d.get("cold")
     if cold:
         c1, c3 = cold.get("1", cold.get(1)), cold.get("3", cold.get(3))
@@ -79,6 +80,22 @@ def deploy_section(res: dict, folder: Path) -> list:
     png = _plot(folder / "deploy.png", "deploy: mae-launch / xargs OpenSSH loop; cold 3 hosts / 1 host", labels,
                 {"ratio": ratios}, "ratio", line=1.0)
     return out + ["", f"![deploy]({png})", ""]
+
+
+def _plain_login_rows(plain: dict, labels: list, ratios: list) -> list:
+    """The same pair on hosts whose login shell reads no ~/.bashrc (bench_deploy --plain-login-hosts)."""
+    if not plain:
+        return []
+    out = ["", "The same on hosts whose login shell reads no `~/.bashrc` (every SSH command of both tools runs "
+           "the login user's shell; on this machine root's `~/.bashrc` runs `pyenv init`, about 0.15 s of CPU "
+           "per command):", "", "| hosts | case | mae-launch s | baseline s | ratio |", "|---|---|---|---|---|"]
+    for n, fig in plain.items():
+        for case, v in fig.items():
+            m, b = v["mae-launch"], v["lean"]
+            out.append(f"| {n} | {case}, plain login shell | {m:.2f} | {b:.2f} | **{m / b:.2f}×** |")
+            labels.append(f"{n} hosts plain\n{case}")
+            ratios.append(m / b)
+    return out
 
 
 def remap_section(res: dict, folder: Path) -> list:

@@ -46,6 +46,10 @@ MaxSessions 100
 LogLevel INFO
 Subsystem sftp internal-sftp
 """
+# With `plain_login`, sessions start with SHLVL=1: bash then counts itself a nested shell and does not
+# read ~/.bashrc, so an SSH command costs what a host with a plain login shell costs (no `pyenv init`
+# or `conda init` per command). Benchmarks only; tests run the login shell as it is.
+PLAIN_LOGIN = "SetEnv SHLVL=1\n"
 
 
 def _keygen(path: pathlib.Path, comment: str) -> None:
@@ -74,8 +78,10 @@ def _alive(pid: int) -> bool:
 
 
 class SshHost:
-    def __init__(self, root: pathlib.Path, index: int, port: int | None = None, address: str | None = None):
+    def __init__(self, root: pathlib.Path, index: int, port: int | None = None, address: str | None = None,
+                 plain_login: bool = False):
         self.index = index
+        self.plain_login = plain_login
         self.name = f"host{index}"
         self.address = address or f"127.0.0.{BASE_ADDRESS + index}"  # e.g. "::1" for an IPv6 host
         self.dir = root / self.name
@@ -95,7 +101,7 @@ class SshHost:
         listen = f"[{self.address}]" if ":" in self.address else self.address
         self.config.write_text(SSHD_CONFIG.format(
             listen=listen, port=self.port, host_key=self.host_key,
-            pid_file=self.pid_file, authorized_keys=authorized_keys))
+            pid_file=self.pid_file, authorized_keys=authorized_keys) + (PLAIN_LOGIN if self.plain_login else ""))
 
     def known_hosts_line(self) -> str:
         key = pathlib.Path(str(self.host_key) + ".pub").read_text().split()
@@ -190,7 +196,7 @@ class Cluster:
     """N sshd hosts under `root`; `inventory` is the generated inventory file."""
 
     def __init__(self, root: pathlib.Path | str, n: int, venv: pathlib.Path | str = ROOT / ".venv",
-                 data: str = "data/digits"):
+                 data: str = "data/digits", plain_login: bool = False):
         self.root = pathlib.Path(root).resolve()
         self.data = data  # paths.data: relative = inside each host's workdir
         self.root.mkdir(parents=True, exist_ok=True)
@@ -199,7 +205,7 @@ class Cluster:
         self.authorized_keys = self.root / "authorized_keys"
         self.known_hosts = self.root / "known_hosts"
         self.inventory = self.root / "inventory.yml"
-        self.hosts = [SshHost(self.root, i) for i in range(n)]
+        self.hosts = [SshHost(self.root, i, plain_login=plain_login) for i in range(n)]
 
     def up(self, detach: bool = False) -> "Cluster":
         if not self.client_key.exists():
