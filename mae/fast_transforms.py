@@ -12,8 +12,8 @@ reference's crops and flips. What differs is the work:
   - when the crop is at least twice the output side in both directions, libjpeg decodes the image
     at half size through its DCT scaling (PIL ``draft``) and the crop box is mapped onto it exactly:
     a quarter of the pixels decoded and resized, and the crop is still only ever scaled down;
-  - the crop and resize run on the decoded uint8 pixels in place (a channels-last view, torch's
-    vectorised antialiased bicubic kernel), with no crop copy and no float image;
+  - the crop and resize run on the decoded uint8 pixels (a channels-last view handed to torch's
+    vectorised antialiased bicubic kernel, which then writes channels-last), with no float image;
   - normalisation is one fused pass per sample, or one per batch (``normalize=False`` gives uint8
     CHW tensors; ``normalize_batch`` turns a uint8 batch into the normalised float batch). Pretraining
     on CPU or CUDA takes the uint8 way: loader workers hand over a quarter of the bytes (shared
@@ -161,7 +161,10 @@ class FastPretrainTransform:
 
     def _resized(self, pixels: torch.Tensor, box) -> torch.Tensor:
         i, j, h, w = box
-        crop = pixels.permute(2, 0, 1)[None, :, i:i + h, j:j + w]  # a channels-last view: no copy
+        # A channels-last view with the batch stride of a channels-last tensor ([None] before the
+        # permute): torch then resizes into a channels-last output, skipping its scalar repacking
+        # into planes (the same pixels; ``__call__`` makes the sample CHW-contiguous).
+        crop = pixels[None, i:i + h, j:j + w].permute(0, 3, 1, 2)
         return interpolate(crop, size=(self.size, self.size), mode="bicubic", antialias=True)[0]
 
     def _from_pil(self, img: Image.Image, box, jpeg: bool) -> torch.Tensor:
@@ -192,7 +195,7 @@ class FastPretrainTransform:
             out = self._from_pil(img, box, img.format == "JPEG")
         if flip:
             out = out.flip(-1)
-        out = out.contiguous()  # CHW while uint8 (a no-op where interpolate already returns CHW)
+        out = out.contiguous()  # CHW while uint8 (the resize, and its flip, are channels-last)
         if not self.normalize:
             return out
         return normalize_batch(out)  # a sample [3, S, S] broadcasts like a batch
