@@ -19,13 +19,14 @@ COMPAT_PYTHON ?= $(shell for p in python3.10 $(wildcard $(HOME)/.pyenv/versions/
 	if [ "$$v" = True ]; then command -v $$p; break; fi; done)
 CONSTRAINTS_SDK := constraints/torch-2.0.1.txt
 
-.PHONY: help install install-ipu test test-faults test-fast test-sdk-compat demo bench remap deploy cluster-up cluster-down slurm-up slurm-down clean
+.PHONY: help install install-ipu test test-convergence test-faults test-fast test-sdk-compat demo bench remap deploy cluster-up cluster-down slurm-up slurm-down clean
 
 help:
 	@echo "make install   create $(VENV) with pinned torch/torchvision and the project (editable)"
 	@echo "make demo      run the demo on this machine (digits dataset, created when absent)"
 	@echo "make install-ipu SDK=/path/to/poplar_sdk  create $(IPU_VENV) beside the Poplar SDK (its poptorch, torch 2.0.1)"
-	@echo "make test      run the test suite (cluster and slow tests included), all but the injected faults"
+	@echo "make test      run the test suite (cluster and slow tests included), all but convergence and injected faults"
+	@echo "make test-convergence  train the digits pipeline (pretrain, finetune, validate) to its accuracy bar"
 	@echo "make test-faults  inject faults into runs on the loopback cluster (blip, lost/hung host, killed rank)"
 	@echo "make test-sdk-compat  run the mae tests that need no IPU under torch 2.0.1 in $(COMPAT_VENV)"
 	@echo "make test-fast run the tests not marked slow, cluster or slurm"
@@ -67,7 +68,11 @@ test-sdk-compat: $(COMPAT_VENV)/bin/python
 # tests/prereqs.py: as root, installs what the cluster tests need (apt-get); otherwise says how
 test: install
 	$(PY) tests/prereqs.py
-	$(PY) -m pytest -m 'not faults' --durations=15
+	$(PY) -m pytest -m 'not faults and not convergence' --durations=15
+
+# the digits pipeline trained through its real command lines to the accuracy bar: minutes of training
+test-convergence: install
+	$(PY) -m pytest -m convergence --durations=5
 
 # faults injected into runs on the loopback cluster (a blip, a lost or hung host, a killed rank): minutes of waiting
 test-faults: install

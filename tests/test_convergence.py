@@ -31,6 +31,7 @@ def run(*args, timeout=600):
 
 
 @pytest.mark.slow
+@pytest.mark.convergence
 def test_digits_pretrain_finetune_validate_reaches_93_percent(tmp_path):
     data, pre, ft = tmp_path / "digits", tmp_path / "pretrain", tmp_path / "finetune"
     run("mae.data", "digits", "--out", str(data))
