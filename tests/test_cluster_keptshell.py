@@ -1,6 +1,8 @@
 """A host's kept shell (launcher/keptshell.py) on the real sshd cluster: repeated calls share one
 long-lived shell (no login shell, no ~/.bashrc per call), each call's exit status and output are its
 own, and a call that runs past its timeout never leaks into the next one."""
+import time
+
 import pytest
 
 from launcher import remote
@@ -33,3 +35,11 @@ def test_a_call_past_its_timeout_is_dropped_and_never_answers_the_next(target):
     assert e.value.kind == "timeout"
     done = target.run_kept("echo after=1", timeout=10)
     assert done.stdout == "after=1\n" and done.rc == 0
+
+
+def test_late_output_of_an_earlier_calls_background_process_is_not_the_next_calls(target):
+    done = target.run_kept("(sleep 0.3; echo late-out; echo late-err >&2) &", timeout=10)
+    assert (done.rc, done.stdout, done.stderr) == (0, "", "")
+    time.sleep(1.0)  # the leftover writer has written to the kept shell's stdout and stderr by now
+    done = target.run_kept("echo mine; echo mine-err >&2", timeout=10)
+    assert (done.stdout, done.stderr) == ("mine\n", "mine-err\n")
