@@ -34,8 +34,9 @@ from photos import write_photos  # noqa: E402
 
 PIPELINES = {
     "reference": "PIL decode, torchvision RandomResizedCrop + flip + ToTensor + Normalize, per sample",
-    "fast": "mae.fast_transforms, normalised per sample (the IPU loop's input)",
-    "fast_uint8_batch_norm": "uint8 samples, the batch normalised on this core (pretraining on a CPU)",
+    "fast": "mae.fast_transforms, normalised per sample",
+    "fast_uint8_batch_norm": "uint8 samples, the batch normalised on this core (pretraining on a CPU; "
+                             "the IPU loop's loader workers)",
     "fast_uint8": "uint8 samples; the batch is normalised on the GPU after the copy (pretraining on CUDA)",
 }
 

@@ -26,6 +26,7 @@ API::
     crop_params(width, height) -> (i, j, h, w)      RandomResizedCrop.get_params for that size
     normalize_batch(uint8 [N, 3, S, S]) -> float [N, 3, S, S]   on the batch's device
     model_input(batch) -> float batch                 normalize_batch for uint8, else unchanged
+    collate_normalized(samples) -> (float batch, targets)   a loader's collate_fn: stack, then normalise
 """
 from __future__ import annotations
 
@@ -97,6 +98,17 @@ def model_input(batch: torch.Tensor) -> torch.Tensor:
     """A loader's batch as the model takes it: uint8 pixels (``normalize=False``) are normalised here,
     after the copy to the device; float batches (normalised already, or generated) pass unchanged."""
     return normalize_batch(batch) if batch.dtype == torch.uint8 else batch
+
+
+def collate_normalized(samples):
+    """``collate_fn`` of a loader whose consumer takes normalised floats (the IPU loop): the samples
+    are stacked as they come (uint8 from ``normalize=False``), then the image batch is normalised in
+    one pass, in the loader's worker: the same values as normalising each sample, at a fraction of
+    the cost (no float sample to allocate and copy into the batch)."""
+    from torch.utils.data import default_collate
+
+    imgs, targets = default_collate(samples)
+    return model_input(imgs), targets
 
 
 def _pixels(img: Image.Image) -> torch.Tensor:

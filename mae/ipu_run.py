@@ -4,7 +4,7 @@ Imported only for device ipu; the same runner interface as :mod:`mae.torch_run`.
 """
 from __future__ import annotations
 
-from mae import engine_ipu, ipu, ipu_comm, ipu_mixup, optim, seeding
+from mae import engine_ipu, fast_transforms, ipu, ipu_comm, ipu_mixup, optim, seeding
 from mae.errors import DeviceError
 
 
@@ -56,7 +56,9 @@ class PretrainRunner(_Runner):
     def __init__(self, cfg, job, dataset, model, optimizer, lr: float):
         super().__init__(cfg, job, model, optimizer, lr, ipu.wrap_for_training)
         self.dataset, self.num_patches = dataset, model.num_patches
-        self.loader = ipu.data_loader(self.training.options, dataset, cfg, shuffle=True)
+        # uint8 samples (mae.pretrain), each batch normalised in the loader's workers
+        self.loader = ipu.data_loader(self.training.options, dataset, cfg, shuffle=True,
+                                      collate_fn=fast_transforms.collate_normalized)
         self._check_steps(dataset)
 
     def describe(self) -> str:

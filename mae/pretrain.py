@@ -93,8 +93,9 @@ def _setup(cfg, j):
     """Data, model, optimizer and resume, the same on every device; then the device's runner."""
     from mae import checkpoint, data, optim, precision
 
-    # CPU / CUDA: uint8 samples, normalised on the device by the engine; the IPU loop takes them normalised
-    dataset = data.build_pretrain_dataset(cfg, normalize=j.ipu)
+    # uint8 samples: CPU / CUDA normalise the batch on the device (the engine); the IPU loop's loader
+    # normalises each batch in its workers (fast_transforms.collate_normalized)
+    dataset = data.build_pretrain_dataset(cfg, normalize=False)
     model = build_model(cfg)
     if not j.ipu:
         model.to(j.info.device)

@@ -145,3 +145,22 @@ def test_cpu_pretraining_takes_uint8_batches_normalised_to_the_same_values(tmp_p
         assert torch.equal(fast_transforms.model_input(raw), normalised)
     floats = torch.randn(2, 3, 8, 8)
     assert fast_transforms.model_input(floats) is floats  # generated or normalised data passes unchanged
+
+
+def test_the_ipu_loaders_collate_normalises_uint8_batches_in_its_workers_to_the_same_values(tmp_path):
+    """The IPU loop takes normalised floats: its loader gets uint8 samples and normalises each batch
+    in the worker (collate_normalized), exactly as normalising every sample would."""
+    write_photos(tmp_path / "train" / "a", count=6)
+    cfg = type("Cfg", (), {"generated_data": False, "data_path": str(tmp_path), "input_size": 48,
+                           "check_images": True})()
+    batches = {}
+    for normalize, collate in ((True, None), (False, fast_transforms.collate_normalized)):
+        torch.manual_seed(11)
+        loader = torch.utils.data.DataLoader(data.build_pretrain_dataset(cfg, normalize=normalize), batch_size=3,
+                                             num_workers=1, collate_fn=collate)
+        batches[normalize] = list(loader)
+    for (mine, my_targets), (theirs, their_targets) in zip(batches[False], batches[True]):
+        assert mine.dtype == torch.float32 and torch.equal(mine, theirs) and torch.equal(my_targets, their_targets)
+    generated = [(torch.randn(3, 8, 8), 1), (torch.randn(3, 8, 8), 2)]
+    imgs, targets = fast_transforms.collate_normalized(generated)
+    assert torch.equal(imgs, torch.stack([g for g, _ in generated])) and targets.tolist() == [1, 2]
