@@ -5,11 +5,12 @@ Images: ImageNet-sized JPEGs made from scikit-image's photos (bench/photos.py). 
 the files through mae.data's folder dataset and stacks batches of --batch images, as a loader
 worker does; torch runs one thread, so img/s is per core. In each of --rounds rounds the pipelines
 take turns batch by batch (same seed, same crops; the order rotates), so a shared machine's changes
-of speed, which last seconds, reach every pipeline alike; the figure is each one's median round, in wall-clock time and in
-this process's CPU time (on a shared machine the wall clock also counts the time other processes
-held the core; the CPU-time figure leaves that out).
+of speed reach every pipeline alike (turns of 8 images: a few tens of milliseconds each); the figure
+is each one's median round, in wall-clock time and in this process's CPU time (on a shared machine
+the wall clock also counts the time other processes held the core; the CPU-time figure leaves that
+out).
 
-    .venv/bin/python bench/bench_data.py [--images 64] [--rounds 5] [--batch 32] [--json FILE]
+    .venv/bin/python bench/bench_data.py [--images 64] [--rounds 9] [--batch 8] [--json FILE]
 """
 from __future__ import annotations
 
@@ -98,8 +99,9 @@ def measure(root: Path, rounds: int, batch: int, size: int = 224) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--images", type=int, default=64)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--batch", type=int, default=8,
+                    help="images per batch, and so per turn: small turns keep the pipelines side by side")
     ap.add_argument("--data", default=None, help="folder for the JPEGs (default: a temporary folder)")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()

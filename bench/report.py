@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     info["load_start"] = os.getloadavg()[0]
     quick = args.quick
     results = {
-        "data": run_script(folder, "bench_data", ["--rounds", "2" if quick else "5"], 1200),
+        "data": run_script(folder, "bench_data", ["--rounds", "3" if quick else "9"], 1200),
         "remap": run_script(folder, "bench_remap", ["--reps", "5" if quick else "30", "--device", "cpu"], 900),
         "pretrain": run_script(folder, "bench_pretrain", ["--batch", "4" if quick else "8"], 1500),
     }
