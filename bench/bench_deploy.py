@@ -126,19 +126,28 @@ def _cold(cluster, tmp) -> dict:
     return res
 
 
+def _inventories(cluster, tmp, n: int) -> dict:
+    """Inventories of the first n hosts: `kept` (control_persist as configured) and `new` (0)."""
+    data = cluster.inventory_data()["hosts"][:n]
+    return {"kept": cluster.write_inventory(tmp / f"inv{n}.yml", hosts=data),
+            "new": cluster.write_inventory(tmp / f"new{n}.yml", hosts=[dict(h, control_persist=0) for h in data])}
+
+
+def _print(n: int, figures: dict, what: str = "") -> None:
+    for label, v in figures.items():
+        print(f"{n:3d} hosts{what} {label:<26}  mae-launch {v['mae-launch']:6.2f} s   lean loop {v['lean']:6.2f} s"
+              f"   ratio {v['mae-launch'] / v['lean']:.2f}", flush=True)
+
+
 def _plain_login(tmp, n: int, repeat: int) -> dict:
     """The fresh and no-change pair on n hosts whose sessions skip ~/.bashrc: {n: figures}."""
-    cluster = Cluster(tmp / "plain", n, plain_login=True).up()
+    work = tmp / "plain"  # its own inventories and kept build, beside the first cluster's
+    cluster = Cluster(work / "cluster", n, plain_login=True).up()
     try:
-        data = cluster.inventory_data()["hosts"]
-        invs = {"kept": cluster.write_inventory(tmp / f"plain{n}.yml", hosts=data),
-                "new": cluster.write_inventory(tmp / f"plainnew{n}.yml", hosts=[dict(h, control_persist=0) for h in data])}
-        figures = _pair(cluster, cluster.hosts, invs, tmp, repeat)
+        figures = _pair(cluster, cluster.hosts, _inventories(cluster, work, n), work, repeat)
     finally:
         cluster.down()
-    for label, v in figures.items():
-        print(f"{n:3d} hosts, plain login shell, {label:<26}  mae-launch {v['mae-launch']:6.2f} s   "
-              f"lean loop {v['lean']:6.2f} s   ratio {v['mae-launch'] / v['lean']:.2f}", flush=True)
+    _print(n, figures, ", plain login shell,")
     return {n: figures}
 
 
@@ -159,15 +168,9 @@ def main() -> int:
     figures = {"cpus": os.cpu_count(), "load": os.getloadavg()[0], "deploy": {}}
     try:
         SRC = prepare_source(tmp / "source")
-        data = cluster.inventory_data()["hosts"]
         for n in sizes:
-            invs = {"kept": cluster.write_inventory(tmp / f"inv{n}.yml", hosts=data[:n]),
-                    "new": cluster.write_inventory(tmp / f"new{n}.yml",
-                                                   hosts=[dict(h, control_persist=0) for h in data[:n]])}
-            figures["deploy"][n] = _pair(cluster, cluster.hosts[:n], invs, tmp, args.repeat)
-            for label, v in figures["deploy"][n].items():
-                print(f"{n:3d} hosts {label:<26}  mae-launch {v['mae-launch']:6.2f} s   lean loop {v['lean']:6.2f} s"
-                      f"   ratio {v['mae-launch'] / v['lean']:.2f}", flush=True)
+            figures["deploy"][n] = _pair(cluster, cluster.hosts[:n], _inventories(cluster, tmp, n), tmp, args.repeat)
+            _print(n, figures["deploy"][n])
         if not args.no_cold:
             figures["cold"] = _cold(cluster, tmp)
             print(f"cold deploy 3 hosts / 1 host: {figures['cold'][3] / figures['cold'][1]:.2f}")

@@ -61,15 +61,14 @@ def deploy_section(res: dict, folder: Path) -> list:
             "Baseline: `xargs -P N` of OpenSSH rsync + `make -C remap` per host "
             "(bench/lean_deploy.sh), strict host-key checking on both; best of the repeats. "
             "Ratio < 1: mae-launch is faster.",
-            "", "| hosts | case | mae-launch s | baseline s | ratio |", "|---|---|---|---|---|"]
+            ""]
     labels, ratios = [], []
-    for n, fig in d["deploy"].items():
-        for case, v in fig.items():
-            m, b = v["mae-launch"], v["lean"]
-            out.append(f"| {n} | {case} | {m:.2f} | {b:.2f} | **{m / b:.2f}×** |")
-            labels.append(f"{n} hosts\n{case}")
-            ratios.append(m / b)
-    out += _plain_login_rows(d.get("plain_login") or {}, labels, ratios)
+    out += _ratio_table(d["deploy"], labels, ratios)
+    if d.get("plain_login"):
+        out += ["", "The same on hosts whose login shell reads no `~/.bashrc` (every SSH command of both tools "
+                "runs the login user's shell; on this machine root's `~/.bashrc` runs `pyenv init`, about 0.15 s "
+                "of CPU per command):", ""]
+        out += _ratio_table(d["plain_login"], labels, ratios, ", plain login shell")
     cold = d.get("cold")
     if cold:
         c1, c3 = cold.get("1", cold.get(1)), cold.get("3", cold.get(3))
@@ -82,18 +81,15 @@ def deploy_section(res: dict, folder: Path) -> list:
     return out + ["", f"![deploy]({png})", ""]
 
 
-def _plain_login_rows(plain: dict, labels: list, ratios: list) -> list:
-    """The same pair on hosts whose login shell reads no ~/.bashrc (bench_deploy --plain-login-hosts)."""
-    if not plain:
-        return []
-    out = ["", "The same on hosts whose login shell reads no `~/.bashrc` (every SSH command of both tools runs "
-           "the login user's shell; on this machine root's `~/.bashrc` runs `pyenv init`, about 0.15 s of CPU "
-           "per command):", "", "| hosts | case | mae-launch s | baseline s | ratio |", "|---|---|---|---|---|"]
-    for n, fig in plain.items():
+def _ratio_table(figures: dict, labels: list, ratios: list, suffix: str = "") -> list:
+    """Rows of mae-launch against the lean loop (host count -> case -> seconds); each ratio is also
+    appended to `labels`/`ratios` for the plot."""
+    out = ["| hosts | case | mae-launch s | baseline s | ratio |", "|---|---|---|---|---|"]
+    for n, fig in figures.items():
         for case, v in fig.items():
             m, b = v["mae-launch"], v["lean"]
-            out.append(f"| {n} | {case}, plain login shell | {m:.2f} | {b:.2f} | **{m / b:.2f}×** |")
-            labels.append(f"{n} hosts plain\n{case}")
+            out.append(f"| {n} | {case}{suffix} | {m:.2f} | {b:.2f} | **{m / b:.2f}×** |")
+            labels.append(f"{n} hosts{suffix}\n{case}")
             ratios.append(m / b)
     return out
 

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.nn.functional import interpolate
+from torch.utils.data import default_collate
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -105,8 +106,6 @@ def collate_normalized(samples):
     are stacked as they come (uint8 from ``normalize=False``), then the image batch is normalised in
     one pass, in the loader's worker: the same values as normalising each sample, at a fraction of
     the cost (no float sample to allocate and copy into the batch)."""
-    from torch.utils.data import default_collate
-
     imgs, targets = default_collate(samples)
     return model_input(imgs), targets
 
