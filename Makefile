@@ -106,7 +106,7 @@ slurm-up: $(PY)
 slurm-down:
 	$(PY) tests/slurm.py down --dir .slurm
 
-bench: $(PY)
+bench: $(PY) remap
 	$(PY) bench/report.py
 
 clean:

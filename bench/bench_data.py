@@ -39,6 +39,8 @@ PIPELINES = {
     "fast_uint8_batch_norm": "uint8 samples, the batch normalised on this core (pretraining on a CPU; "
                              "the IPU loop's loader workers)",
     "fast_uint8": "uint8 samples; the batch is normalised on the GPU after the copy (pretraining on CUDA)",
+    "fast_uint8_whole_jpeg": "fast_uint8 decoding whole JPEGs (no crop decoding: remap_ops.so built without "
+                             "libjpeg-turbo's headers)",
 }
 
 
@@ -75,6 +77,8 @@ def measure(root: Path, rounds: int, batch: int, size: int = 224) -> dict:
         "fast_uint8_batch_norm": (fast_transforms.FastPretrainTransform(size, normalize=False),
                                   fast_transforms.normalize_batch),
         "fast_uint8": (fast_transforms.FastPretrainTransform(size, normalize=False), None),
+        "fast_uint8_whole_jpeg": (fast_transforms.FastPretrainTransform(size, normalize=False, crop_decode=False),
+                                  None),
     }
     sets = {name: data.build_dataset(root, "train", t, check_images=False) for name, (t, _) in pipelines.items()}
     finishes = {name: finish for name, (_, finish) in pipelines.items()}
@@ -90,7 +94,7 @@ def measure(root: Path, rounds: int, batch: int, size: int = 224) -> dict:
             cpu_times[name].append(n / cpu[name])
     rates = {name: statistics.median(v) for name, v in times.items()}
     cpu_rates = {name: statistics.median(v) for name, v in cpu_times.items()}
-    return {"images": n, "pipelines": PIPELINES, "rounds": rounds, "batch": batch, "threads": torch.get_num_threads(),
+    return {"images": n, "pipelines": PIPELINES, "decoding": fast_transforms.decoding(), "rounds": rounds, "batch": batch, "threads": torch.get_num_threads(),
             "img_per_s_per_core": rates, "ratio": {k: v / rates["reference"] for k, v in rates.items()},
             "cpu_img_per_s": cpu_rates, "cpu_ratio": {k: v / cpu_rates["reference"] for k, v in cpu_rates.items()},
             "rounds_img_per_s": times, "rounds_cpu_img_per_s": cpu_times}
@@ -111,7 +115,7 @@ def main() -> int:
         result = measure(root, args.rounds, args.batch)
     result["cpu_count"] = os.cpu_count()
     print(f"pretraining input pipeline, {result['images']} ImageNet-sized JPEGs, 224x224, one core "
-          f"(median of {args.rounds} rounds, pipelines taking turns batch by batch):")
+          f"(median of {args.rounds} rounds, pipelines taking turns batch by batch); {result['decoding']}:")
     for name, rate in result["img_per_s_per_core"].items():
         print(f"  {name:24s} {rate:8.1f} img/s   {result['ratio'][name]:.2f}x the reference   "
               f"(CPU time: {result['cpu_img_per_s'][name]:.1f} img/s, {result['cpu_ratio'][name]:.2f}x)")

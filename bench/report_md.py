@@ -39,7 +39,8 @@ def data_section(res: dict, folder: Path) -> list:
     d = res["data"]
     rates, ratio = d["img_per_s_per_core"], d["ratio"]
     out += [f"{d['images']} ImageNet-sized JPEGs (scikit-image photos, longer side 500 px) → 224×224, one core, "
-            f"median of {d['rounds']} rounds in which the pipelines take turns batch by batch.", "",
+            f"median of {d['rounds']} rounds in which the pipelines take turns batch by batch. "
+            f"{d.get('decoding', '')}.", "",
             "| pipeline | img/s per core | ratio to the reference | ratio in CPU time |", "|---|---|---|---|"]
     cpu = {k: f"{v:.2f}×" for k, v in d.get("cpu_ratio", {}).items()}
     out += [f"| {k} | {v:.1f} | **{ratio[k]:.2f}×** | {cpu.get(k, '')} |" for k, v in rates.items()]

@@ -1,7 +1,8 @@
 """Compile once: hosts whose remap build would be the same share one build.
 
 A build depends on the remap sources (the same everywhere after a sync), the CPU architecture, the
-compiler, the Python and torch of the host's venv and whether CUDA kernels are built. Hosts are grouped
+compiler, the Python and torch of the host's venv, whether CUDA kernels are built and the libjpeg-turbo
+headers that decide whether the JPEG crop decoder is compiled in (and the library then links libjpeg). Hosts are grouped
 by a key over those facts (templates/build_facts.sh.j2). In each group one host runs `make -C remap`;
 the others receive its library, relayed through this machine by rsync and checked by sha256 on arrival
 (templates/install_lib.sh.j2). A host whose facts are not all known builds for itself.
@@ -14,7 +15,7 @@ import tempfile
 
 from launcher import remote
 
-FACTS = ("arch", "cxx", "python", "torch", "cuda")
+FACTS = ("arch", "cxx", "python", "torch", "cuda", "jpeg")
 LIB = "remap/remap_ops.so"
 
 

@@ -45,8 +45,9 @@ SPLITS = ("train", "validation")
 
 # --- transforms --------------------------------------------------------------------------------
 def pretrain_transform(input_size: int, normalize: bool = True):
-    """The MAE pretraining augmentation, fast path: decodes the image itself (reduced-size JPEG
-    decoding when the crop allows), crops and resizes uint8 pixels (see mae.fast_transforms).
+    """The MAE pretraining augmentation, fast path: decodes the image itself (only the crop of a JPEG
+    where remap_ops.so has the crop decoder; at reduced size when the crop allows), crops and resizes
+    uint8 pixels (see mae.fast_transforms).
     normalize=False: uint8 [3, S, S] samples, normalised per batch by ``fast_transforms.model_input``."""
     from mae.fast_transforms import FastPretrainTransform
 

@@ -6,9 +6,12 @@ from torch's generator in the reference's order (``crop_params``: torchvision's 
 for call, without its per-call set-up; then ``torch.rand(1) < 0.5``), so a seed gives the
 reference's crops and flips. What differs is the work:
 
-  - the crop is chosen from the JPEG header alone (size without decoding), and JPEGs are decoded
-    by libjpeg-turbo straight into a numpy array (simplejpeg: PIL's decoder settings, none of its
-    copies); other formats, and JPEGs simplejpeg refuses (CMYK), go through PIL;
+  - the crop is chosen from the JPEG header alone (size without decoding); then libjpeg-turbo decodes
+    only the crop box (remap.jpeg_crop, in remap_ops.so when it was built with libjpeg-turbo's
+    headers: rows above the box skipped, rows below never read, columns outside not converted; the
+    same pixels as a full decode), or else the whole JPEG straight into a numpy array (simplejpeg:
+    PIL's decoder settings, none of its copies); other formats, and JPEGs neither takes (CMYK), go
+    through PIL;
   - when the crop is at least twice the output side in both directions, libjpeg decodes the image
     at half size through its DCT scaling (PIL ``draft``) and the crop box is mapped onto it exactly:
     a quarter of the pixels decoded and resized, and the crop is still only ever scaled down;
@@ -22,6 +25,7 @@ reference's crops and flips. What differs is the work:
 API::
 
     t = FastPretrainTransform(input_size)     t(file_bytes or PIL image) -> float [3, S, S]
+    decoding() -> str                                   how JPEGs are decoded here (a log line)
     t.sample(width, height) -> (i, j, h, w, flip)   the random draw alone
     crop_params(width, height) -> (i, j, h, w)      RandomResizedCrop.get_params for that size
     normalize_batch(uint8 [N, 3, S, S]) -> float [N, 3, S, S]   on the batch's device
@@ -146,6 +150,25 @@ def _jpeg_rgb(data: bytes) -> np.ndarray | None:
         return None
 
 
+@functools.lru_cache(maxsize=None)
+def _crop_decoder():
+    """remap's crop-only JPEG decoder (remap.jpeg_crop), or None where the library lacks it."""
+    try:
+        from remap import jpeg_crop
+    except ImportError:
+        return None
+    return jpeg_crop.decoder()
+
+
+def decoding() -> str:
+    """One line for a job's log: how this process decodes JPEGs for pretraining."""
+    from remap import jpeg_crop
+
+    if _crop_decoder() is not None:
+        return jpeg_crop.describe() + "; whole images through simplejpeg where a crop cannot be decoded alone"
+    return f"JPEG decoding: whole images through simplejpeg ({jpeg_crop.describe()})"
+
+
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     try:
         import simplejpeg
@@ -161,9 +184,10 @@ class FastPretrainTransform:
 
     decodes = True  # takes the file's bytes: it decodes itself (mae.data passes them undecoded)
 
-    def __init__(self, input_size: int, normalize: bool = True):
+    def __init__(self, input_size: int, normalize: bool = True, crop_decode: bool = True):
         self.size = int(input_size)
         self.normalize = normalize
+        self.crop_decode = crop_decode  # False: always decode whole JPEGs (the bench's comparison)
 
     def sample(self, width: int, height: int):
         i, j, h, w = crop_params(width, height)
@@ -177,6 +201,18 @@ class FastPretrainTransform:
         # into planes (the same pixels; ``__call__`` makes the sample CHW-contiguous).
         crop = pixels[None, i:i + h, j:j + w].permute(0, 3, 1, 2)
         return interpolate(crop, size=(self.size, self.size), mode="bicubic", antialias=True)[0]
+
+    def _decoded(self, data: bytes, box) -> torch.Tensor | None:
+        """The crop of a JPEG at full size, resized: decoding only the box when remap_ops.so has the
+        crop decoder, else the whole image; None when neither JPEG decoder takes the file."""
+        crop = _crop_decoder() if self.crop_decode else None
+        pixels = crop(data, box) if crop is not None else None
+        if pixels is not None:
+            return self._resized(torch.from_numpy(pixels), (0, 0, box[2], box[3]))
+        pixels = _jpeg_rgb(data)
+        if pixels is None:
+            return None
+        return self._resized(torch.from_numpy(pixels), box)  # a new, writable array: no warning
 
     def _from_pil(self, img: Image.Image, box, jpeg: bool) -> torch.Tensor:
         out = None
@@ -196,12 +232,8 @@ class FastPretrainTransform:
             size = img.size
         i, j, h, w, flip = self.sample(*size)
         box = (i, j, h, w)
-        pixels = None
-        if img is None and dct_divisor(w, h, self.size) == 1:
-            pixels = _jpeg_rgb(data)
-        if pixels is not None:
-            out = self._resized(torch.from_numpy(pixels), box)  # a new, writable array: no warning
-        else:
+        out = self._decoded(data, box) if img is None and dct_divisor(w, h, self.size) == 1 else None
+        if out is None:
             img = img if img is not None else Image.open(io.BytesIO(data))
             out = self._from_pil(img, box, img.format == "JPEG")
         if flip:

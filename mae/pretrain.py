@@ -96,6 +96,10 @@ def _setup(cfg, j):
     # uint8 samples: CPU / CUDA normalise the batch on the device (the engine); the IPU loop's loader
     # normalises each batch in its workers (fast_transforms.collate_normalized)
     dataset = data.build_pretrain_dataset(cfg, normalize=False)
+    if not cfg.generated_data:
+        from mae import fast_transforms
+
+        j.say(f"input pipeline: {fast_transforms.decoding()}")
     model = build_model(cfg)
     if not j.ipu:
         model.to(j.info.device)

@@ -113,9 +113,10 @@ def test_a_host_joining_an_unchanged_cluster_takes_a_current_library(cluster, tm
 
 def test_build_keys_group_only_identical_builds():
     base = {"arch": "x86_64", "cxx": "g++ 12.2", "python": "python3.11", "torch": "torch-2.14.1.dist-info",
-            "cuda": "0"}
+            "cuda": "0", "jpeg": "2001005"}
     facts = {"a": base, "b": dict(base), "c": dict(base, arch="aarch64"), "d": dict(base, torch=""),
-             "e": dict(base, cuda="1"), "f": dict(base)}
-    assert buildshare.groups(facts, "src1") == [["a", "b", "f"], ["c"], ["d"], ["e"]]
+             "e": dict(base, cuda="1"), "f": dict(base), "g": dict(base, jpeg="none"), "h": dict(base, jpeg="")}
+    # g: no libjpeg-turbo headers, so no crop decoder (and no libjpeg to link); h: unknown, builds itself
+    assert buildshare.groups(facts, "src1") == [["a", "b", "f"], ["c"], ["d"], ["e"], ["g"], ["h"]]
     assert buildshare.build_key(base, "src1", "a") != buildshare.build_key(base, "src2", "a")
     assert buildshare.build_key(facts["d"], "src1", "d").startswith("own:")  # unknown torch: builds itself

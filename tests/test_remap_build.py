@@ -93,6 +93,22 @@ def test_make_clean_removes_outputs(built, tmp_path):
     assert (copy / "remap_ops" / "remap_cpu.cpp").is_file() and (built / "remap_ops.so").is_file()
 
 
+def test_with_jpeg_0_the_library_has_no_crop_decoder_and_says_why(built, tmp_path):
+    """WITH_JPEG=0 (or a host without libjpeg-turbo's headers): remap_ops.so without the JPEG crop
+    decoder, and without libjpeg; remap itself still loads, and the pipeline says why it decodes whole JPEGs."""
+    copy = tmp_path / "remap"
+    shutil.copytree(built, copy, symlinks=True)
+    out = make(copy, "WITH_JPEG=0").stdout
+    assert "no JPEG crop decoder" in out and "jpeg_crop.c" not in out, out
+    code = "import remap; from remap import jpeg_crop; print(remap.status()); print(jpeg_crop.describe())"
+    proc = run_python(code, MAE_REMAP="require", MAE_REMAP_LIB=str(copy / "remap_ops.so"))
+    assert proc.returncode == 0, proc.stderr
+    assert "native ops from" in proc.stdout
+    assert "JPEG crop decoding off: remap_ops.so was built without it" in proc.stdout, proc.stdout
+    ldd = subprocess.run(["ldd", str(copy / "remap_ops.so")], capture_output=True, text=True, timeout=60).stdout
+    assert "libjpeg" not in ldd
+
+
 def test_mode_off_uses_plain_path_without_warning():
     proc = run_python(CHECK, MAE_REMAP="off", MAE_REMAP_LIB="/nonexistent/remap_ops.so")
     assert proc.returncode == 0, proc.stderr
