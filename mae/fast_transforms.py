@@ -150,6 +150,14 @@ def _jpeg_rgb(data: bytes) -> np.ndarray | None:
         return None
 
 
+def _chw(img: torch.Tensor, flip: bool) -> torch.Tensor:
+    """A contiguous CHW copy of a [3, S, S] uint8 image held channels-last (the resize's output, or a
+    PIL image's pixels), flipped left-right when `flip`: one numpy copy, about half the time of torch's
+    flip and contiguous for uint8 (the same pixels)."""
+    hwc = img.permute(1, 2, 0).numpy()
+    return torch.from_numpy(np.ascontiguousarray((hwc[:, ::-1] if flip else hwc).transpose(2, 0, 1)))
+
+
 @functools.lru_cache(maxsize=None)
 def _crop_decoder():
     """remap's crop-only JPEG decoder (remap.jpeg_crop), or None where the library lacks it."""
@@ -236,9 +244,7 @@ class FastPretrainTransform:
         if out is None:
             img = img if img is not None else Image.open(io.BytesIO(data))
             out = self._from_pil(img, box, img.format == "JPEG")
-        if flip:
-            out = out.flip(-1)
-        out = out.contiguous()  # CHW while uint8 (the resize, and its flip, are channels-last)
+        out = _chw(out, flip)
         if not self.normalize:
             return out
         return normalize_batch(out)  # a sample [3, S, S] broadcasts like a batch
