@@ -5,7 +5,8 @@
 
 libjpeg-turbo decodes only the crop box of a JPEG (rows above it skipped, rows below it never read,
 columns outside it not converted), giving the same pixels as a full decode cut to the box. The library
-has it when it was built on a host with libjpeg-turbo 2.0+ headers (remap/Makefile, WITH_JPEG);
+has it when it was built on a host with libjpeg-turbo 2.0+ headers (remap/Makefile, WITH_JPEG), with
+or without the torch ops (beside torch older than 2.4, the Poplar SDK's, it is built without them);
 without it, or for a file it cannot turn into RGB (CMYK, corrupt data), `decoder()` is None or
 `decode` returns None and the caller decodes the whole image as before. MAE_JPEG_CROP=off turns it off.
 """
@@ -21,16 +22,29 @@ _MSG_LEN = 200
 _load_error = ""
 
 
+#: in a library built without the torch ops (remap_ops/build_info.c): it needs no torch to load
+TORCH_FREE = b"remap-build: torch-ops=0;"
+
+
+def _torch_free(path) -> bool:
+    try:
+        return TORCH_FREE in path.read_bytes()
+    except OSError:
+        return False
+
+
 def _library():
-    """The loaded remap library (through remap's own loader, which checks torch), or None."""
+    """The remap library: the one remap's own loader loaded (it checks torch), or else one built
+    without the torch ops (torch older than 2.4: the Poplar SDK's), which ctypes loads alone; or None."""
     global _load_error
     import remap
     from remap import _native
 
-    if not remap.available():
+    path = _native.library_path()
+    if not remap.available() and not _torch_free(path):
         _load_error = remap.status()
         return None
-    lib = ctypes.CDLL(str(_native.library_path()))  # the handle of the library remap loaded
+    lib = ctypes.CDLL(str(path))  # the handle of the library remap loaded, or the torch-free one
     if not hasattr(lib, "remap_jpeg_crop"):
         _load_error = "remap_ops.so was built without it (no libjpeg-turbo 2.0+ headers: install libjpeg-dev, make -C remap)"
         return None

@@ -109,6 +109,49 @@ def test_with_jpeg_0_the_library_has_no_crop_decoder_and_says_why(built, tmp_pat
     assert "libjpeg" not in ldd
 
 
+TORCH_FREE_CHECK = """
+    import io, numpy as np, torch
+    from PIL import Image
+    import remap
+    from remap import jpeg_crop
+    print(remap.status())
+    print(jpeg_crop.describe())
+    decode = jpeg_crop.decoder()
+    if decode is not None:
+        img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 56, 3), dtype=np.uint8))
+        buf = io.BytesIO(); img.save(buf, "JPEG", quality=90); data = buf.getvalue()
+        full = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        print("same pixels:", np.array_equal(decode(data, (3, 5, 30, 41)), full[3:33, 5:46]))
+"""
+
+
+@pytest.mark.sdk_compat
+def test_beside_torch_older_than_2_4_the_library_is_built_without_the_torch_ops(tmp_path):
+    """The Poplar SDK's torch 2.0.1 (make test-sdk-compat): remap's Python side needs torch 2.4, so make
+    builds remap_ops.so without the torch ops (TORCH_OPS=auto; forced with TORCH_OPS=0 under a newer
+    torch): it builds there, needs no torch, remap takes its plain path, and the JPEG crop decoder loads."""
+    import torch
+
+    src = tmp_path / "remap"
+    src.mkdir()
+    shutil.copy2(REMAP / "Makefile", src / "Makefile")
+    shutil.copytree(REMAP / "remap_ops", src / "remap_ops")
+    old = tuple(int(x) for x in torch.__version__.split("+")[0].split(".")[:2]) < (2, 4)
+    out = make(src, *([] if old else ["TORCH_OPS=0"])).stdout
+    assert "no torch ops" in out and "remap_cpu.cpp" not in out, out
+    lib = src / "remap_ops.so"
+    assert b"remap-build: torch-ops=0;" in lib.read_bytes()
+    ldd = subprocess.run(["ldd", str(lib)], capture_output=True, text=True, timeout=60).stdout
+    assert "libtorch" not in ldd and "libc10" not in ldd, ldd
+    proc = run_python(TORCH_FREE_CHECK, MAE_REMAP_LIB=str(lib))
+    assert proc.returncode == 0, proc.stderr
+    assert "plain PyTorch path" in proc.stdout
+    if "JPEG crop decoder: libjpeg-turbo" in out:
+        assert "JPEG crop decoding: libjpeg-turbo" in proc.stdout and "same pixels: True" in proc.stdout, proc.stdout
+    else:
+        assert "built without it" in proc.stdout, proc.stdout
+
+
 def test_mode_off_uses_plain_path_without_warning():
     proc = run_python(CHECK, MAE_REMAP="off", MAE_REMAP_LIB="/nonexistent/remap_ops.so")
     assert proc.returncode == 0, proc.stderr
