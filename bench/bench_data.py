@@ -94,7 +94,8 @@ def measure(root: Path, rounds: int, batch: int, size: int = 224) -> dict:
             cpu_times[name].append(n / cpu[name])
     rates = {name: statistics.median(v) for name, v in times.items()}
     cpu_rates = {name: statistics.median(v) for name, v in cpu_times.items()}
-    return {"images": n, "pipelines": PIPELINES, "decoding": fast_transforms.decoding(), "rounds": rounds, "batch": batch, "threads": torch.get_num_threads(),
+    return {"images": n, "pipelines": PIPELINES, "decoding": fast_transforms.decoding(), "rounds": rounds,
+            "batch": batch, "threads": torch.get_num_threads(),
             "img_per_s_per_core": rates, "ratio": {k: v / rates["reference"] for k, v in rates.items()},
             "cpu_img_per_s": cpu_rates, "cpu_ratio": {k: v / cpu_rates["reference"] for k, v in cpu_rates.items()},
             "rounds_img_per_s": times, "rounds_cpu_img_per_s": cpu_times}

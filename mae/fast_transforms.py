@@ -160,11 +160,10 @@ def _chw(img: torch.Tensor, flip: bool) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=None)
 def _crop_decoder():
-    """remap's crop-only JPEG decoder (remap.jpeg_crop), or None where the library lacks it."""
-    try:
-        from remap import jpeg_crop
-    except ImportError:
-        return None
+    """remap's crop-only JPEG decoder (remap.jpeg_crop), or None where the library lacks it; imported
+    on first use and kept, so the per-image path looks nothing up."""
+    from remap import jpeg_crop
+
     return jpeg_crop.decoder()
 
 

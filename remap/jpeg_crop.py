@@ -66,10 +66,11 @@ def decoder():
     fn.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                    ctypes.c_void_p, ctypes.c_char_p]
 
-    def decode(data: bytes, box) -> np.ndarray | None:
+    def decode(data: bytes, box, msg=None) -> np.ndarray | None:
+        """The box's pixels, or None (with the decoder's sentence in `msg`, a buffer of _MSG_LEN bytes)."""
         i, j, h, w = box
-        out = np.empty((h, w, 3), np.uint8)
-        if fn(data, len(data), i, j, h, w, out.ctypes.data, None) != 0:
+        out = np.empty((max(h, 0), max(w, 0), 3), np.uint8)  # a box it refuses may be empty
+        if fn(data, len(data), i, j, h, w, out.ctypes.data, msg) != 0:
             return None
         return out
 
@@ -79,13 +80,11 @@ def decoder():
 
 def why_not(data: bytes, box) -> str:
     """The decoder's sentence for a file and box it refused ('' when it decoded them)."""
-    lib = _library()
-    if lib is None:
+    decode = decoder()
+    if decode is None:
         return _load_error
     msg = ctypes.create_string_buffer(_MSG_LEN)
-    out = np.empty((max(box[2], 1), max(box[3], 1), 3), np.uint8)
-    done = lib.remap_jpeg_crop(data, ctypes.c_ulong(len(data)), *box, ctypes.c_void_p(out.ctypes.data), msg)
-    return "" if done == 0 else msg.value.decode(errors="replace")
+    return "" if decode(data, box, msg) is not None else msg.value.decode(errors="replace")
 
 
 def describe() -> str:
