@@ -31,8 +31,13 @@ def decode():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     import remap
 
+    from mae import fast_transforms
+
     assert remap.load(), remap.status()
+    # built during this session (a fresh checkout has no library until the make above): forget what
+    # earlier tests found, here and in the transform's own cache
     jpeg_crop.decoder.cache_clear()
+    fast_transforms._crop_decoder.cache_clear()
     found = jpeg_crop.decoder()
     if found is None:
         message = jpeg_crop.describe()
