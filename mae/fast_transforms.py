@@ -45,6 +45,8 @@ from PIL import Image
 from torch.nn.functional import interpolate
 from torch.utils.data import default_collate
 
+from remap import jpeg_crop
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 SCALE = (0.2, 1.0)
@@ -158,20 +160,9 @@ def _chw(img: torch.Tensor, flip: bool) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray((hwc[:, ::-1] if flip else hwc).transpose(2, 0, 1)))
 
 
-@functools.lru_cache(maxsize=None)
-def _crop_decoder():
-    """remap's crop-only JPEG decoder (remap.jpeg_crop), or None where the library lacks it; imported
-    on first use and kept, so the per-image path looks nothing up."""
-    from remap import jpeg_crop
-
-    return jpeg_crop.decoder()
-
-
 def decoding() -> str:
     """One line for a job's log: how this process decodes JPEGs for pretraining."""
-    from remap import jpeg_crop
-
-    if _crop_decoder() is not None:
+    if jpeg_crop.decoder() is not None:
         return jpeg_crop.describe() + "; whole images through simplejpeg where a crop cannot be decoded alone"
     return f"JPEG decoding: whole images through simplejpeg ({jpeg_crop.describe()})"
 
@@ -212,7 +203,7 @@ class FastPretrainTransform:
     def _decoded(self, data: bytes, box) -> torch.Tensor | None:
         """The crop of a JPEG at full size, resized: decoding only the box when remap_ops.so has the
         crop decoder, else the whole image; None when neither JPEG decoder takes the file."""
-        crop = _crop_decoder() if self.crop_decode else None
+        crop = jpeg_crop.decoder() if self.crop_decode else None  # loaded once, then kept
         pixels = crop(data, box) if crop is not None else None
         if pixels is not None:
             return self._resized(torch.from_numpy(pixels), (0, 0, box[2], box[3]))
