@@ -131,13 +131,22 @@ def test_ctrl_c_on_a_foreground_launch_cancels_the_job(slurm, env, tmp_path):
 
 
 def test_a_pending_job_shows_its_reason(slurm, env, tmp_path):
-    # partition `small` allows 1 node per job: a 2-node job waits there (PartitionNodeLimit)
+    # partition `small` allows 1 node per job: a 2-node job waits there (PartitionNodeLimit). Slurm
+    # first gives such a job PartitionConfig and sets PartitionNodeLimit on its next scheduling pass,
+    # about a second later; status shows whichever Slurm says at the time.
     inv, rid = _inventory(tmp_path, slurm_section={"partition": "small", "nodes": 2}), _rid("pend")
-    run_cli(["pretrain", "-i", inv, "--run-id", rid, "--detach"], env_extra=env, check=0)
-    status = run_cli(["status", rid], env_extra=env, check=0)
-    print(status.stdout)
-    assert "pending (PartitionNodeLimit)" in status.stdout
-    run_cli(["stop", rid], env_extra=env, check=0)
+    shown = []
+
+    def status() -> str:
+        shown.append(run_cli(["status", rid], env_extra=env, check=0).stdout)
+        return shown[-1]
+
+    try:
+        run_cli(["pretrain", "-i", inv, "--run-id", rid, "--detach"], env_extra=env, check=0)
+        assert wait_for(lambda: "pending (PartitionNodeLimit)" in status(), 30), shown[-1]
+        print(shown[-1])
+    finally:  # a failure here leaves no job behind for the next test
+        run_cli(["stop", rid], env_extra=env, check=0)
     assert slurm.queue() == []
 
 
