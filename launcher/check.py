@@ -37,7 +37,7 @@ def _template_args(inv, host, launcher: str) -> dict:
     args = dict(workdir=host.workdir, venv=inv.host_path(host, inv.paths.venv), launcher=launcher,
                 data=inv.host_path(host, inv.paths.data), address=host.address,
                 port=inv.network.master_port if controller and inv.launcher == "torchrun" else None,
-                sdk_enable=None, vipu=None)
+                sdk_enable=None, vipu=None, setup_marker=provision.MARKER)
     if inv.launcher == "poprun":
         args["sdk_enable"] = [inv.host_path(host, s) for s in inv.paths.sdk_enable]
         if controller and inv.cluster is not None:

@@ -14,25 +14,25 @@ import pathlib
 from rich.console import Console
 from rich.live import Live
 
-from launcher import buildshare, remote, report, workdirs
+from launcher import buildshare, ownfiles, remote, report, workdirs
 from launcher.errors import UserError
 from launcher.inventory import PACKAGE_ROOT
 from launcher.openssh import Multiplexer
 from launcher.paths import HostPath
 
-MARKER = workdirs.HASH_MARKER
+MARKER = ownfiles.HASH_MARKER
 # Never synced, whatever .gitignore says. Inventories (hosts need only the scripts rendered from them,
 # and an inventory may hold secret env values); credentials of every usual kind; private keys by their
 # OpenSSH names (never `id_*`: that would drop source files such as id_utils.py); outputs, environments,
-# caches and local builds; `.git` (a directory, or a worktree's file).
+# caches and local builds; `.git` (a directory, or a worktree's file); mae-launch's own records in a
+# workdir (setup's and deploy's: launcher/ownfiles.py), which --delete therefore never removes.
 CREDENTIALS = [".env", ".env.*", ".envrc", ".netrc", ".git-credentials", ".pypirc", ".npmrc", ".aws/",
                ".ssh/", ".docker/config.json", ".kube/config", "wandb/", "credentials.json", "*.pem", "*.key",
                "*.p12", "*.pfx", "*.ppk", "*.keytab"]
 KEY_NAMES = ["id_rsa", "id_dsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519", "id_ed25519_sk", "id_xmss"]
 DENY = (["/inventories/", ".git"] + CREDENTIALS + [name + suffix for name in KEY_NAMES for suffix in ("", ".*", "-*")]
         + ["/runs/", "/output/", "/data/", "/wheelhouse/", ".venv", "venv", "/.cluster/", "/.slurm/", "__pycache__/", "*.pyc",
-           ".pytest_cache/", ".hypothesis/", MARKER, MARKER + ".tmp", "/" + workdirs.OWNER_MARKER,
-           "remap/build/", "remap/*.so", "remap/*.o"])
+           ".pytest_cache/", ".hypothesis/", *ownfiles.rsync_protect(), "remap/build/", "remap/*.so", "remap/*.o"])
 
 
 def filter_args(extra: tuple = ()) -> list[str]:
@@ -116,7 +116,8 @@ class _Deploy:
             if build:
                 self.progress.set(t.name, "building remap")
                 t.run_template("build.sh.j2", timeout=self.timeout, check=True, workdir=host.workdir,
-                               venv=self.venv(host), hash=None, srun=self.srun_args(), key=None)
+                               venv=self.venv(host), hash=None, srun=self.srun_args(), key=None,
+                               marker=MARKER)
             self.progress.set(t.name, "done")
             return "deployed"
         self.progress.set(t.name, "syncing")
@@ -152,7 +153,8 @@ class _Deploy:
         """make -C remap on this host and record the deploy; the sha256 of the library built."""
         self.progress.set(t.name, "building remap")
         done = t.run_template("build.sh.j2", timeout=self.timeout, check=True, workdir=t.host.workdir,
-                              venv=self.venv(t.host), hash=self.digest, srun=self.srun_args(), key=self.key(t))
+                              venv=self.venv(t.host), hash=self.digest, srun=self.srun_args(), key=self.key(t),
+                              marker=MARKER)
         return remote.parse_kv(done.stdout).get("lib", "")
 
     def install(self, t, sha: str, incoming: bool) -> None:

@@ -13,10 +13,11 @@ import pathlib
 
 from launcher.errors import UserError
 from launcher.inventory import PACKAGE_ROOT
+from launcher.ownfiles import SETUP_MARKER
 from launcher.render import ENV
 
 PYTHON = "python3"         # the host's Python that creates the venv
-MARKER = ".mae-launch-setup"
+MARKER = SETUP_MARKER
 
 
 def requirements_text(inv) -> str:

@@ -5,7 +5,7 @@ Each `setup:` line is a shell line written by the inventory's author, rendered a
 created when missing and the requirements are installed into it: by default with the host's own
 pip (its index and cache); with a wheelhouse, from wheels downloaded once here and synced to the
 host (`pip install --no-index`). A sha256 of the rendered commands, the requirements and the host's
-Python version is recorded in `<workdir>/.mae-launch-setup` only when all of it succeeded, so an
+Python version is recorded in `<workdir>/.mae-launch-setup` (launcher/ownfiles.py) only when all of it succeeded, so an
 unchanged host costs one command, and `check` can tell which hosts need setup.
 """
 from __future__ import annotations
@@ -18,11 +18,11 @@ import sys
 from rich.console import Console
 from rich.live import Live
 
-from launcher import remote, report
+from launcher import ownfiles, remote, report
 from launcher.errors import UserError
 from launcher.provision import PYTHON, commands, requirements_text, setup_hash
 
-WHEELS_ON_HOST = ".mae-launch-wheels"
+WHEELS_ON_HOST = ownfiles.WHEELS
 
 
 def download_wheels(requirements: str, root: pathlib.Path) -> pathlib.Path:
@@ -46,7 +46,7 @@ def _one_host(inv, t, progress, requirements: str, wheels, force: bool, timeout:
     venv = inv.host_path(host, inv.paths.venv)
     progress.set(t.name, "connecting")
     probe = remote.parse_kv(t.run_template("setup_probe.sh.j2", timeout=60, check=True, workdir=host.workdir,
-                                           venv=venv, python=PYTHON).stdout)
+                                           venv=venv, python=PYTHON, marker=ownfiles.SETUP_MARKER).stdout)
     if not probe.get("python"):
         raise remote.RemoteError(t.name, "failed", f"{PYTHON} is not installed on this host")
     rendered = commands(inv, host)
@@ -61,7 +61,8 @@ def _one_host(inv, t, progress, requirements: str, wheels, force: bool, timeout:
         t.rsync_up(f"{wheels}/", type(host.workdir)(f"{wheelhouse}/"), what="syncing the wheels", timeout=timeout)
     progress.set(t.name, "setting up")
     t.run_template("setup.sh.j2", timeout=timeout, check=True, workdir=host.workdir, venv=venv, python=PYTHON,
-                   commands=rendered, requirements=requirements, wheelhouse=wheelhouse, hash=digest)
+                   commands=rendered, requirements=requirements, wheelhouse=wheelhouse, hash=digest,
+                   marker=ownfiles.SETUP_MARKER, requirements_file=ownfiles.SETUP_REQUIREMENTS)
     progress.set(t.name, "done")
     return "set up"
 

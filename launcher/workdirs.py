@@ -6,14 +6,15 @@ host and path, nothing touched on any host) when the workdir
 - is `/`, the login user's home, or an ancestor of it;
 - contains the venv, data or output path somewhere deploy would delete (not under a name the
   deny-list keeps: .venv/, venv/, data/, output/, runs/);
-- exists, is not empty and carries no mae-launch marker (unless `adopt`: then what --delete would
-  remove is listed first);
+- holds anything besides mae-launch's own files (launcher/ownfiles.py: the kept layout, setup's and
+  deploy's records) and carries no mae-launch marker (unless `adopt`: then what --delete would remove
+  is listed first), so a workdir that only `mae-launch setup` has used is deployed into;
 - holds a run whose processes are alive (unless `force`).
 A workdir that passes is claimed (created with umask 077, marker written) as the sync starts.
 
 A launch writes only under `<workdir>/runs/<id>`, and `foreign` refuses, before anything starts, a
 workdir that is `/`, the login user's home or an ancestor of it, or that holds anything besides
-mae-launch's own layout (.venv, venv, data, output, runs) without a deploy's marker. A workdir that does
+mae-launch's own files (launcher/ownfiles.py) without a deploy's marker. A workdir that does
 not exist yet is created by the launch; this checkout run in place on this machine is not asked.
 """
 from __future__ import annotations
@@ -24,21 +25,18 @@ import posixpath
 from launcher import remote
 from launcher.paths import HostPath
 from launcher.render import render_template
-
-OWNER_MARKER = ".mae-launch-workdir"
-HASH_MARKER = ".mae-launch-deploy"
-KEPT_NAMES = {".venv", "venv", "data", "output", "runs"}  # first components the deny-list keeps
-LAYOUT = sorted(KEPT_NAMES | {OWNER_MARKER, HASH_MARKER})  # what a workdir may hold that mae-launch did not sync
+from launcher.ownfiles import HASH_MARKER, KEPT_NAMES, LAYOUT, OWNER_MARKER
 
 
 def probe(t: remote.Target, facts: bool = False, venv=None, expect: str | None = None,
-          layout: list | None = None) -> dict:
-    """What the workdir is (read-only); with `facts`, what a remap build there depends on. A workdir
-    whose last deploy had content hash `expect` answers only {home, real, exists, ..., unchanged: '1'};
-    with `layout`, `other` names an entry outside those names (and live runs are not looked for)."""
+          launch: bool = False) -> dict:
+    """What the workdir is (read-only): `other` names an entry that is not mae-launch's own (LAYOUT),
+    empty when there is none; with `facts`, what a remap build there depends on. A workdir whose last
+    deploy had content hash `expect` answers only {home, real, exists, ..., unchanged: '1'}. A
+    `launch`'s look does not look for live runs."""
     done = t.run_template("deploy_probe.sh.j2", timeout=remote.connect_timeout(t.host) + 30, check=True,
-                          workdir=t.host.workdir, owner_marker=OWNER_MARKER, facts=facts, venv=venv,
-                          expect=expect, layout=layout)
+                          workdir=t.host.workdir, owner_marker=OWNER_MARKER, hash_marker=HASH_MARKER,
+                          facts=facts, venv=venv, expect=expect, layout=LAYOUT, launch=launch)
     return remote.parse_kv(done.stdout)
 
 
@@ -84,7 +82,7 @@ def foreign(ts: list, checkout) -> list[str]:
     host whose workdir is `checkout` is not asked; a host that cannot be asked is left to the launch."""
     asked = {t.name: t for t in ts if not (t.is_local and same_dir(t.host.workdir, checkout))}
     limit = max((remote.connect_timeout(t.host) for t in asked.values()), default=0) + 40
-    looks = remote.fan_out(list(asked.values()), lambda t: probe(t, layout=LAYOUT), timeout=limit)
+    looks = remote.fan_out(list(asked.values()), lambda t: probe(t, launch=True), timeout=limit)
     reasons = [_launch_refusal(asked[r.host].host, r.value) if r.ok else None for r in looks]
     return [r for r in reasons if r]
 
@@ -126,7 +124,7 @@ def refusal(inv, host, kv: dict, *, adopt: bool, force: bool) -> str | None:
                     "put it outside the workdir or under .venv/, data/ or output/ there")
     if kv.get("dir") == "0":
         return f"{where} exists and is not a directory; name a directory"
-    if kv.get("exists") == "1" and kv.get("empty") == "0" and kv.get("owned") == "0" and not adopt:
+    if kv.get("exists") == "1" and kv.get("other") and kv.get("owned") == "0" and not adopt:
         return (f"{where} is not empty and was not created by mae-launch deploy; deploy would delete its files "
                 "(rsync --delete). Name a new or empty directory, or pass --adopt to see what would be removed "
                 "and take the directory over")

@@ -83,3 +83,33 @@ def test_setup_command_failing_on_one_host(cluster, tmp_path):
     bad = _inventory(cluster, tmp_path, ["echo {{ nothing_here }}"], "bad.yml")
     p = run_cli(["setup", "-i", bad], timeout=60, check=2)
     assert p.stderr.startswith("error: ") and "setup[0] cannot be rendered" in p.stderr
+
+
+def test_setup_then_deploy_keep_each_others_files(cluster, tmp_path):
+    """setup's records make a workdir mae-launch's: deploy goes ahead there (no --adopt), a deploy that
+    changes code keeps them, and check still reads every host as set up (issue: setup and deploy undid
+    each other)."""
+    inv = _inventory(cluster, tmp_path, [], "both.yml")
+    data = json.loads(inv.read_text())
+    data["paths"]["venv"] = ".venv"
+    for h in data["hosts"]:
+        h["workdir"] = str(tmp_path / f"work-{h['name']}")
+    inv.write_text(json.dumps(data))
+    source = tmp_path / "src"
+    (source / "launcher").mkdir(parents=True)
+    (source / "launcher" / "code.py").write_text("print('one')\n")
+    run_cli(["setup", "-i", inv], timeout=600, check=0)
+    records = {".mae-launch-setup", ".mae-launch-requirements.txt"}
+    for h in data["hosts"]:
+        assert records <= {p.name for p in (tmp_path / f"work-{h['name']}").iterdir()}
+    run_cli(["deploy", "-i", inv, "--no-build", "--source", source], timeout=300, check=0)
+    (source / "launcher" / "code.py").write_text("print('two')\n")
+    p = run_cli(["deploy", "-i", inv, "--no-build", "--source", source], timeout=300, check=0)
+    assert "deployed" in p.stdout
+    for h in data["hosts"]:
+        work = tmp_path / f"work-{h['name']}"
+        assert (work / "launcher" / "code.py").read_text() == "print('two')\n"
+        assert records | {".mae-launch-workdir"} <= {p.name for p in work.iterdir()}
+    assert _check(inv) == {h.name: {"ok": True, "text": "up to date"} for h in cluster.hosts}
+    again = run_cli(["setup", "-i", inv], timeout=300, check=0)
+    assert again.stdout.split("setup of")[-1].count("unchanged") == len(cluster.hosts)

@@ -39,7 +39,7 @@ LAYERS = [
     ["model"],                                                 # Host, Job, Inventory: the resolved inventory
     ["messages", "selection"],
     ["schema", "yamlfile"],
-    ["jobs", "paths", "hostrange", "errors", "addresses"],     # pure data and small types
+    ["jobs", "paths", "hostrange", "errors", "addresses", "ownfiles"],  # pure data and small types
 ]
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 

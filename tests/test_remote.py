@@ -26,7 +26,7 @@ def test_local_target_runs_rendered_templates_with_hostile_paths(tmp_path):
     workdirs.claim(t)
     assert (hostile / workdirs.OWNER_MARKER).is_file() and hostile.stat().st_mode & 0o077 == 0
     kv = workdirs.probe(t)
-    assert (kv["exists"], kv["empty"], kv["owned"], kv["hash"], kv["live"]) == ("1", "0", "1", "", "")
+    assert (kv["exists"], kv["other"], kv["owned"], kv["hash"], kv["live"]) == ("1", "", "1", "", "")
     assert not (tmp_path / "pwned").exists()
 
 
