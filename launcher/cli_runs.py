@@ -21,16 +21,24 @@ JSON_OPT = click.option("--json", "as_json", is_flag=True, help="Print machine-r
 @click.command(name="runs")
 @JSON_OPT
 def runs_command(as_json):
-    """List recorded runs (newest last) with their jobs and states."""
+    """List recorded runs (newest last) with their jobs and states. A job still recorded as running is
+    asked for first: one that has ended since is recorded as such (succeeded, failed, stopped)."""
     store = RunStore()
     records = [store.load(run_id) for run_id in store.list_ids()]
+    control.refresh(store, records)
     if as_json:
-        click.echo(json.dumps([to_json(run) for run in records], indent=1))
+        click.echo(json.dumps([_run_json(run) for run in records], indent=1))
         return
     grid = layout.Grid(f"runs in {store.root}", ["run", "created", "inventory", "jobs", "git"])
     for run in records:
         grid.add(escape(run.id), run.created, escape(run.inventory), escape(run.summary()), run.git[:12])
     layout.show(report.console(), grid)
+
+
+def _run_json(run) -> dict:
+    """A run record as --json shows it: the run id under "run", as in every --json of mae-launch."""
+    data = to_json(run)
+    return {"run": data.pop("id"), **data}
 
 
 def _feed(printer: LogPrinter, host: str, job, st) -> dict:
@@ -47,12 +55,14 @@ def _feed(printer: LogPrinter, host: str, job, st) -> dict:
 @JOB_OPT
 @JSON_OPT
 def status(run_id, job, as_json):
-    """Per host: running / exited N / stopped / lost, and the last log line. RUN defaults to the latest.
-    Slurm runs: per job its Slurm job id and state (pending with reason, running, completed, ...)."""
+    """Per host: running / exited N / stopped / unreachable (last seen ...) / lost, and the last log line.
+    RUN defaults to the latest. A job that has ended since it was last looked at is recorded as
+    succeeded, failed or stopped (and its launch lock given back). Slurm runs: per job its Slurm job
+    id and state (pending with reason, running, completed, ...)."""
     if (slurm := cli_slurm.slurm_run(run_id)) is not None:
         sys.exit(cli_slurm.status(slurm, job))
     run, rec, results = control.tail(run_id, job, 4096)
-    rows = _status_rows(rec, results)
+    rows = _status_rows(run, rec, results)
     if as_json:
         click.echo(json.dumps({"run": run.id, "job": rec.job, "state": rec.state, "hosts": rows}, indent=1))
         sys.exit(report.exit_status(results))
@@ -65,14 +75,16 @@ def status(run_id, job, as_json):
     sys.exit(report.exit_status(results))
 
 
-def _status_rows(rec, results) -> list[dict]:
-    """One record per host: host, ranks, pgid, state, exit, last_line, error."""
+def _status_rows(run, rec, results) -> list[dict]:
+    """One record per host: host, ranks, pgid, state, exit, last_seen, last_line, error."""
     printer = LogPrinter(report.console(), list(rec.hosts), show=False)
     rows = []
     for r in results:
         h = rec.hosts[r.host]
-        row = {"host": r.host, "ranks": list(h.ranks), "pgid": h.pgid, "state": f"lost ({r.kind})", "exit": None,
-               "last_line": "", "error": "" if r.ok else r.error}
+        row = {"host": r.host, "ranks": list(h.ranks), "pgid": h.pgid, "state": "", "exit": None,
+               "last_seen": h.last_seen, "last_line": "", "error": "" if r.ok else r.error}
+        if not r.ok:
+            row["state"] = control.unanswered(run, rec, r.host)
         if r.ok:
             _feed(printer, r.host, rec, r.value)
             row.update(state=r.value.state, exit=r.value.exit, last_line=printer.last_line(r.host))
@@ -85,21 +97,24 @@ def _status_rows(rec, results) -> list[dict]:
 @JOB_OPT
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job ends on every host.")
 @click.option("--host", "host_names", multiple=True, metavar="HOST", help="Only this host (repeatable).")
+@click.option("--rank", "ranks", multiple=True, type=click.IntRange(0), metavar="R",
+              help="Only this global rank's own log (repeatable), e.g. the full Python error of a failed rank.")
 @click.option("--lines", "-n", default=20, show_default=True, type=click.IntRange(0, 100000),
               help="Lines of each log to show first.")
-def logs(run_id, job, follow, host_names, lines):
+def logs(run_id, job, follow, host_names, ranks, lines):
     """Merged logs of a run from every host, each line prefixed by host and rank, coloured per host.
 
-    Example: mae-launch logs --follow --host host1
+    Example: mae-launch logs --follow --host host1; mae-launch logs --host host1 --rank 1 -n 200
     """
     if (slurm := cli_slurm.slurm_run(run_id)) is not None:
         sys.exit(cli_slurm.logs(slurm, job, follow, lines))
     con = report.console()
     run, rec, results = control.tail(run_id, job, max(4096, lines * 400))
+    keys = control.log_keys(run, rec, host_names, ranks)
     printer = LogPrinter(con, list(rec.hosts), show=False)
     offsets = {}
     for r in results:
-        if host_names and r.host not in host_names:
+        if r.host not in keys:
             continue
         if not r.ok:
             con.print(f"[red]{r.host}: {escape(r.error)}[/]")
@@ -107,11 +122,12 @@ def logs(run_id, job, follow, host_names, lines):
         offsets[r.host] = _feed(printer, r.host, rec, r.value)
         labels = rec.hosts[r.host].labels()
         for key in r.value.chunks:
-            for line in printer.last_lines(r.host, key, lines):
-                con.print(printer.prefix(r.host, labels[key]) + line, soft_wrap=True)
+            if key in keys[r.host]:
+                for line in printer.last_lines(r.host, key, lines):
+                    con.print(printer.prefix(r.host, labels[key]) + line, soft_wrap=True)
     if not follow:
-        sys.exit(report.exit_status(results))
-    sys.exit(control.watch(con, run, rec, tuple(host_names), offsets))
+        sys.exit(report.exit_status([r for r in results if r.host in keys]))
+    sys.exit(control.watch(con, run, rec, keys, offsets))
 
 
 @click.command()
@@ -124,8 +140,16 @@ def stop(run_id, grace):
     if (slurm := cli_slurm.slurm_run(run_id)) is not None:
         sys.exit(cli_slurm.stop(slurm))
     run, results = control.stop(run_id, grace)
-    sys.exit(report.print_results(report.console(), f"stop {run.id}", "stop", results, lambda r: (
+    con = report.console()
+    con.print(report.summary_table(f"stop {run.id}", results, lambda r: (
         f"SIGTERM {r.value['term'] or '-'}; SIGKILL {r.value['kill'] or '-'}; nothing left")))
+    silent = [r.host for r in results if not r.ok and r.kind in ("unreachable", "timeout")]
+    parts = ([f"{', '.join(silent)} did not answer"] if silent else []) + [
+        f"{r.host}: {r.error}" for r in results if not r.ok and r.host not in silent]
+    if parts:
+        con.print(f"stop incomplete: {'; '.join(parts)}. Run {run.id} is not recorded as stopped; run "
+                  f"`mae-launch stop {run.id}` again when they answer", markup=False, style="red")
+    sys.exit(report.exit_status(results))
 
 
 @click.command()

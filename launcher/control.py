@@ -5,13 +5,17 @@ launcher/hostops.py or launcher/supervise.py, saves any state change and closes 
 """
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import datetime
 from typing import Optional
 
 from rich.console import Console
 
 from launcher import clean as clean_mod
 from launcher import hostops, remote, report, supervise
-from launcher.runs import RunStore
+from launcher.errors import UserError
+from launcher.runs import RunStore, utc_now
 
 
 def _with_targets(run, names, fn):
@@ -23,28 +27,98 @@ def _with_targets(run, names, fn):
 
 
 def tail(run_id: Optional[str], job_name: Optional[str], max_bytes: int, store: Optional[RunStore] = None):
-    """(run, job, results): the last `max_bytes` of every log of the job on every host."""
-    run = (store or RunStore()).load(run_id)
+    """(run, job, results): the last `max_bytes` of every log of the job on every host. What the hosts
+    said settles the record (see `settle`)."""
+    store = store or RunStore()
+    run = store.load(run_id)
     job = run.job(job_name)
-    results = _with_targets(run, list(job.hosts), lambda ts: hostops.tail_job(job, ts, max_bytes))
-    return run, job, results
+
+    def look(ts):
+        results = hostops.tail_job(job, ts, max_bytes)
+        settle(run, job, results, ts, store)
+        return results
+
+    return run, job, _with_targets(run, list(job.hosts), look)
 
 
-def watch(con: Console, run, job, host_filter: tuple, offsets: dict) -> int:
-    """Print new log lines until the job ends on every host (or Ctrl-C); never stops the run."""
+def settle(run, job, results, ts: dict, store: RunStore) -> None:
+    """Write back what the hosts reported: when each host answered last, and the end of a job nobody
+    followed (a detached one: succeeded / failed with each host's exit status / stopped), whose launch
+    lock is then given back. A host that did not answer changes nothing."""
+    now = utc_now()
+    for r in results:
+        if r.ok:
+            job.hosts[r.host].last_seen = now
+    ended = job.settle({r.host: r.value.end for r in results if r.ok})
+    store.save(run)
+    if ended and job.lock:
+        with contextlib.suppress(remote.RemoteError):
+            hostops.release(run, job, ts)
+
+
+def unanswered(run, job, host: str) -> str:
+    """The state of a host that did not answer: `unreachable (last seen T)`, or, once a live job's host
+    has not answered for its host_timeout since T, `lost (last seen T)`."""
+    seen = job.hosts[host].last_seen or job.started
+    age = (datetime.datetime.now(datetime.timezone.utc) - datetime.datetime.strptime(
+        seen, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)).total_seconds()
+    lost = job.live and age >= getattr(run.host(host), "host_timeout", 60.0)
+    return f"{'lost' if lost else 'unreachable'} (last seen {seen})"
+
+
+def refresh(store: RunStore, records: list) -> None:
+    """Settle every live job of these runs (process groups; Slurm keeps its own account) from one
+    look at its hosts, all runs at once."""
+    live = [(run, run.jobs[-1]) for run in records if run.jobs and run.jobs[-1].live and not run.jobs[-1].is_slurm]
+
+    def one(pair):
+        run, job = pair
+        _with_targets(run, list(job.hosts), lambda ts: settle(
+            run, job, hostops.poll_job(job, ts, list(job.hosts), {}, max_bytes=0, tail=True), ts, store))
+
+    if live:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(live))) as pool:
+            list(pool.map(one, live))
+
+
+def log_keys(run, job, host_names, ranks) -> dict:
+    """host -> the log keys to show (launcher/runs.py HostRecord.log_files): every host and log, or
+    those of the named hosts and ranks; a host or rank the job does not have is bad input."""
+    unknown = [h for h in host_names if h not in job.hosts]
+    if unknown:
+        raise UserError(f"run {run.id} ({job.job}) has no host {unknown[0]}; its hosts are {', '.join(job.hosts)}")
+    owners = {rank: name for name, h in job.hosts.items() for rank in h.rank_logs}
+    missing = [r for r in ranks if r not in owners]
+    if missing:
+        raise UserError(f"run {run.id} ({job.job}) has no log of rank {missing[0]}; its ranks are "
+                        f"{', '.join(str(r) for r in sorted(owners))}")
+    keys = {}
+    for name, h in job.hosts.items():
+        wanted = [f"r{r}" for r in ranks if owners[r] == name]
+        if (host_names and name not in host_names) or (ranks and not wanted):
+            continue
+        keys[name] = set(wanted) if ranks else set(h.labels())
+    return keys
+
+
+def watch(con: Console, run, job, keys: dict, offsets: dict) -> int:
+    """Print new lines of these logs (host -> log keys) until the job ends on every host (or Ctrl-C);
+    never stops the run."""
     outcome = _with_targets(run, run.host_names(), lambda ts: supervise.follow(
-        run, job, ts, con, None, fail_fast=False, host_filter=host_filter, offsets=offsets))
+        run, job, ts, con, None, fail_fast=False, host_filter=keys, offsets=offsets))
     return 0 if outcome.rc in (0, 1) else outcome.rc
 
 
 def stop(run_id: Optional[str], grace: float, store: Optional[RunStore] = None):
-    """(run, results): stop every process group of the run on every host it used; states saved."""
+    """(run, results): stop every process group of the run on every host it used. The run is recorded
+    as stopped only when every host confirmed that nothing of it is left."""
     store = store or RunStore()
     run = store.load(run_id)
     results = _with_targets(run, run.host_names(),
                             lambda ts: hostops.stop_run(run, ts, grace_ms=int(grace * 1000)))
-    run.stopped()
-    store.save(run)
+    if all(r.ok for r in results):
+        run.stopped()
+        store.save(run)
     return run, results
 
 

@@ -58,6 +58,13 @@ def lock(plan, run, ts: dict, release: bool = False) -> dict:
     return remote.parse_kv(done.stdout)
 
 
+def release(run, job, ts: dict) -> None:
+    """Give back the launch lock `job` took on its first host (a detached job that ended)."""
+    t = ts[next(iter(job.hosts))]
+    t.run_template("lock.sh.j2", timeout=remote.connect_timeout(t.host) + 30, check=True,
+                   lock_name=job.lock, run_id=run.id, token=run.token, release=True)
+
+
 def stop_run(run, ts: dict, limit: int = remote.DEFAULT_LIMIT, grace_ms: int = STOP_GRACE_MS) -> list:
     """Stop every process group of the run on every host it used (SIGTERM, SIGKILL after the grace);
     value per host: {'term': groups, 'kill': groups}. A host with processes left is a failure."""
@@ -90,13 +97,23 @@ class HostState:
 
     @property
     def state(self) -> str:
+        """running / exited N / stopped (by mae-launch, whatever the ranks' exit status) / starting /
+        lost (its process group is gone without an exit status)."""
+        if self.stopped and not self.alive:
+            return "stopped"
         if self.exit is not None:
             return f"exited {self.exit}"
         if self.alive:
             return "running"
-        if self.stopped:
-            return "stopped"
         return "starting" if self.pid is None else "lost"
+
+    @property
+    def end(self):
+        """How the job ended here: 'stopped', its exit status, 'vanished'; None while it runs or starts."""
+        state = self.state
+        if state in ("running", "starting"):
+            return None
+        return {"stopped": "stopped", "lost": "vanished"}.get(state, self.exit)
 
 
 def poll_host(t: remote.Target, host, offsets: dict, max_bytes: int = 1 << 18, timeout: float = 10,

@@ -93,6 +93,7 @@ def start_and_follow(con: Console, store: RunStore, run: RunRecord, plan, detach
                 store.discard(run.id)
             raise
         job = _record_job(store, run, plan)
+        job.lock = hostops.lock_name(plan)  # given back when it ends: here, or by `status` if detached
         ts.update(hostops.targets_for(run, [n for n in run.host_names() if n not in ts]))
         if not _start(con, store, run, plan, job, ts):
             return 1

@@ -61,6 +61,7 @@ class HostRecord:
     rank_logs: dict                 # global rank (int) -> log path
     pgid: Optional[int] = None
     output_dir: Optional[HostPath] = None   # the job's output folder as seen on this host
+    last_seen: Optional[str] = None         # when `status` last had an answer from this host
 
     @classmethod
     def from_plan(cls, hp) -> "HostRecord":
@@ -97,6 +98,7 @@ class JobRecord:
     nodes: int = 1                            # nodes of the allocation
     slurm_state: Optional[str] = None         # Slurm's last word on it (PENDING, COMPLETED, ...)
     reason: Optional[str] = None              # why it was pending
+    lock: Optional[str] = None                # the launch lock it holds on its first host (process groups)
 
     @classmethod
     def from_plan(cls, plan) -> "JobRecord":
@@ -123,6 +125,23 @@ class JobRecord:
     def stopped(self) -> None:
         if self.live:
             self.state, self.ended = "stopped", utc_now()
+
+    def settle(self, ends: dict) -> bool:
+        """What the hosts report of a live job nobody follows (a detached one): `ends` maps each host that
+        answered to how its job ended there ('stopped', 'vanished' or an exit status), or None while it
+        runs. Once every host has ended: succeeded when each exited 0, stopped when one was stopped,
+        else failed with the exit status of each host. True when the state changed."""
+        if not self.live or self.is_slurm or set(ends) != set(self.hosts) or None in ends.values():
+            return False
+        if "stopped" in ends.values():
+            self.stopped()
+        elif all(v == 0 for v in ends.values()):
+            self.succeeded()
+        else:
+            codes = ", ".join(f"{n} {'vanished without an exit status' if v == 'vanished' else f'exited {v}'}"
+                              for n, v in ends.items())
+            self.failed(codes)
+        return True
 
     @property
     def is_slurm(self) -> bool:
@@ -229,7 +248,8 @@ def _host_record(data: dict) -> HostRecord:
     paths = {k: HostPath(data[k]) for k in ("run_dir", "script_path", "log_path", "pid_path", "exit_path")}
     out = HostPath(data["output_dir"]) if data.get("output_dir") else None
     return HostRecord(name=data["name"], ranks=[int(r) for r in data["ranks"]], pgid=data.get("pgid"),
-                      rank_logs={int(r): HostPath(p) for r, p in data["rank_logs"].items()}, output_dir=out, **paths)
+                      rank_logs={int(r): HostPath(p) for r, p in data["rank_logs"].items()}, output_dir=out,
+                      last_seen=data.get("last_seen"), **paths)
 
 
 def from_json(data: dict) -> RunRecord:

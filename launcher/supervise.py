@@ -88,6 +88,7 @@ class _Watch:
         self.host_timeouts = host_timeouts
         self.lost_since: dict = {}  # host -> monotonic time it stopped answering
         self.names = [n for n in job.hosts if not host_filter or n in host_filter]
+        self.keys = host_filter if isinstance(host_filter, dict) else None  # host -> the log keys shown
         self.printer = LogPrinter(console, list(job.hosts), show=show)
         self.offsets = {n: dict((offsets or {}).get(n, {})) for n in self.names}
         self.labels = {k: v for n in self.names for k, v in job.hosts[n].labels().items()}
@@ -96,7 +97,7 @@ class _Watch:
 
     def feed(self, host: str, st) -> None:
         for key, (end, data) in st.chunks.items():
-            if data:
+            if data and (self.keys is None or key in self.keys[host]):
                 self.printer.feed(host, key, self.labels.get(key, ""), data)
             self.offsets[host][key] = end
 
@@ -116,12 +117,13 @@ class _Watch:
                 self.console.print(f"[green]host {r.host} answers again (unreachable for {gone:.0f} s)[/]")
             st = self.states[r.host] = r.value
             self.feed(r.host, st)
-            if st.exit not in (None, 0):
+            if st.state == "stopped":
+                failures.append(Failure(r.host, now, "job was stopped"))
+            elif st.exit not in (None, 0):
                 failures.append(self.exit_failure(st))
             elif st.exit is None and not st.alive and (
                     st.pid is not None or time.monotonic() - self.started > START_TIMEOUT):
-                failures.append(Failure(r.host, now, "job was stopped" if st.stopped
-                                        else "job vanished without an exit status"))
+                failures.append(Failure(r.host, now, "job vanished without an exit status"))
         return failures
 
     def unreachable(self, r) -> Failure | None:
@@ -138,9 +140,9 @@ class _Watch:
         return None
 
     def all_exited(self, code=None) -> bool:
-        return bool(self.names) and all(
-            self.states.get(n) is not None and self.states[n].exit is not None
-            and (code is None or self.states[n].exit == code) for n in self.names)
+        """Has the job ended on every host (with exit status `code`, when given)?"""
+        ends = [self.states[n].end if n in self.states else None for n in self.names]
+        return bool(ends) and all(e is not None and (code is None or e == code) for e in ends)
 
     def exit_failure(self, st) -> Failure:
         f = Failure(st.host, st.exit_time or time.time(), "exited with", st.exit)
@@ -167,7 +169,7 @@ def follow(run, job, ts: dict, console: Console, store=None, *, fail_fast: bool 
            show: bool = True, host_filter: tuple = (), poll_timeout: float = 8.0,
            offsets: dict | None = None) -> Outcome:
     """Follow `job` (a JobRecord of `run`) until it ends on every host; `ts`: name -> Target for every
-    host of the run. With a `store`, the job's end state is saved there."""
+    host of the run; `host_filter`: only these hosts (a mapping: host -> the log keys to print). With a `store`, the job's end state is saved there."""
     w = _Watch(job, ts, console, show, host_filter, offsets, poll_timeout,
                {n: getattr(run.host(n), "host_timeout", 60.0) for n in job.hosts})
     with _interruptible():

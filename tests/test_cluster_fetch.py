@@ -115,7 +115,7 @@ def test_json_records(cluster, finished_run):
     assert st["run"] == RID and st["job"] == "pretrain"
     assert [(h["host"], h["state"], h["exit"]) for h in st["hosts"]] == [(f"host{i}", "exited 0", 0) for i in range(3)]
     rs = json.loads(run_cli(["runs", "--json"], env_extra=env, check=0).stdout)
-    assert RID in [r["id"] for r in rs]
+    assert RID in [r["run"] for r in rs]
     cluster.hosts[1].stop()
     try:
         p = run_cli(["check", "-i", finished_run["inv"], "--min-free-gb", "0", "--json"], env_extra=env, timeout=180)

@@ -77,14 +77,20 @@ def test_logs_status_stop_on_a_real_run(cluster, deployed, runs_dir, tmp_path):
         one = run_cli(["logs", RID["watched"], "--host", "host1"], env_extra=runs_dir, check=0)
         assert "host1" in one.stdout and "host0 r0" not in one.stdout
         assert run_processes(RID["watched"])
-        cluster.hosts[2].stop()  # a host that stops answering shows as lost; its job goes on
+        cluster.hosts[2].stop()  # a host that stops answering is unreachable (not lost); its job goes on
         try:
             st = run_cli(["status", RID["watched"]], env_extra=runs_dir, timeout=120)
         finally:
             cluster.hosts[2].start()
             cluster.hosts[2].wait_ready()
-        assert st.returncode == 1 and "lost (unreachable)" in st.stdout, st.stdout
-        assert st.stdout.count("running") >= 2
+        assert st.returncode == 1 and re.search(r"unreachable \(last seen 20\d\d-", st.stdout), st.stdout
+        assert "lost" not in st.stdout and st.stdout.count("running") >= 2
+        back = run_cli(["status", RID["watched"], "--json"], env_extra=runs_dir, check=0)  # answers again
+        assert [h["state"] for h in json.loads(back.stdout)["hosts"]] == ["running"] * 3
+        bad = run_cli(["logs", RID["watched"], "--host", "host9"], env_extra=runs_dir, check=2)
+        assert bad.stderr.startswith(f"error: run {RID['watched']} (pretrain) has no host host9; its hosts are ")
+        rank = run_cli(["logs", RID["watched"], "--rank", "0", "-n", "3"], env_extra=runs_dir, check=0)
+        assert "host0 r0  | " in rank.stdout and "host1" not in rank.stdout and "host0     |" not in rank.stdout
     finally:
         sp = run_cli(["stop", RID["watched"]], env_extra=runs_dir, timeout=120)
     assert sp.returncode == 0, sp.stdout + sp.stderr
@@ -92,6 +98,7 @@ def test_logs_status_stop_on_a_real_run(cluster, deployed, runs_dir, tmp_path):
     assert not run_processes(RID["watched"])
     st = run_cli(["status", RID["watched"]], env_extra=runs_dir, check=0)
     assert "running" not in st.stdout.split("last log line")[-1]
+    assert f"run {RID['watched']}: pretrain (stopped)" in st.stdout and st.stdout.count("│ stopped ") == 3, st.stdout
     runs = run_cli(["runs"], env_extra=runs_dir, check=0)
     assert RID["watched"] in runs.stdout
 

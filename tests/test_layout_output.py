@@ -63,4 +63,4 @@ def test_runs_command_at_narrow_widths_and_json(tmp_path, monkeypatch, columns):
     assert any(RUN_ID in line for line in p.stdout.splitlines()), p.stdout
     assert "…" not in p.stdout
     records = json.loads(run_cli(["runs", "--json"], check=0).stdout)
-    assert [r["id"] for r in records] == [RUN_ID] and records[0]["jobs"] == []
+    assert [r["run"] for r in records] == [RUN_ID] and records[0]["jobs"] == [] and "id" not in records[0]
