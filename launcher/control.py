@@ -114,12 +114,19 @@ def stop(run_id: Optional[str], grace: float, store: Optional[RunStore] = None):
     as stopped only when every host confirmed that nothing of it is left."""
     store = store or RunStore()
     run = store.load(run_id)
-    results = _with_targets(run, run.host_names(),
-                            lambda ts: hostops.stop_run(run, ts, grace_ms=int(grace * 1000)))
-    if all(r.ok for r in results):
-        run.stopped()
-        store.save(run)
-    return run, results
+    live = [j for j in run.jobs if j.live and j.lock]
+
+    def stop_all(ts):
+        results = hostops.stop_run(run, ts, grace_ms=int(grace * 1000))
+        if all(r.ok for r in results):
+            run.stopped()
+            store.save(run)
+            for job in live:  # their launch locks are free again
+                with contextlib.suppress(remote.RemoteError):
+                    hostops.release(run, job, ts)
+        return results
+
+    return run, _with_targets(run, run.host_names(), stop_all)
 
 
 def clean(con: Console, run_ids: list, outputs: bool, confirm, store: Optional[RunStore] = None) -> int:

@@ -76,6 +76,9 @@ def print_failure(con: Console, outcome, run_id: str = "") -> None:
         con.print(f"[bold red]run failed — earliest failure: {escape(f.describe())}[/]")
     for line in f.lines:
         con.print(f"    {line}", highlight=False, markup=False)
+    if f.rank is not None and run_id:
+        con.print(f"(the rank's whole log: mae-launch logs {run_id} --host {f.host} --rank {f.rank} -n 200)",
+                  highlight=False, markup=False)
     if outcome.stopped is None:
         return
     took = f" in {outcome.seconds_to_teardown:.1f} s" if outcome.seconds_to_teardown else ""

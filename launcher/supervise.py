@@ -89,7 +89,7 @@ class _Watch:
         self.lost_since: dict = {}  # host -> monotonic time it stopped answering
         self.names = [n for n in job.hosts if not host_filter or n in host_filter]
         self.keys = host_filter if isinstance(host_filter, dict) else None  # host -> the log keys shown
-        self.printer = LogPrinter(console, list(job.hosts), show=show)
+        self.printer = LogPrinter(console, list(job.hosts), show=show, fold=True)
         self.offsets = {n: dict((offsets or {}).get(n, {})) for n in self.names}
         self.labels = {k: v for n in self.names for k, v in job.hosts[n].labels().items()}
         self.states: dict = {}

@@ -2,6 +2,7 @@
 succeeded at the next `status`/`runs` (its launch lock given back), a `stop` that could not reach every
 host records nothing it did not confirm, and a stopped job's hosts read `stopped`."""
 import json
+import re
 import pathlib
 import secrets
 
@@ -71,3 +72,23 @@ def test_stop_that_cannot_reach_every_host_is_incomplete_then_finished(cluster, 
     assert not run_processes(rid)
     st = json.loads(run_cli(["status", rid, "--json"], env_extra=runs_dir, check=0).stdout)
     assert [h["state"] for h in st["hosts"]] == ["stopped"] * 3, st  # not `exited 143`, whatever the ranks wrote
+
+
+def test_a_failed_rank_shows_its_own_error_not_torchruns_traceback(cluster, deployed, runs_dir, tmp_path):
+    rid = f"rankerr-{_TOKEN}"
+    inv = cluster.write_inventory(tmp_path / "inv.yml", jobs=tiny_jobs())
+    p = run_cli(["pretrain", "-i", inv, "--run-id", rid, "--", "--output_dir", "/proc/no-such-dir"],
+                env_extra=runs_dir, timeout=300)
+    assert p.returncode == 1, p.stdout + p.stderr
+    out = p.stdout
+    assert "earliest failure: host host" in out and "rank failed with exit code 2" in out, out
+    report = out.split("earliest failure:", 1)[1]
+    assert "mae.pretrain: error: cannot create output directory /proc/no-such-dir" in report
+    assert re.search(rf"mae-launch logs {rid} --host host\d --rank \d -n 200", report), report
+    assert "ChildFailedError traceback folded" in out
+    assert "Root Cause" not in out and "torch/distributed/run.py" not in out, out
+    assert len(out.splitlines()) < 40, out  # torchrun's tracebacks alone were 66 lines
+    host_log = (cluster.hosts[0].workdir / "runs" / rid / "pretrain.host0.log").read_text()
+    assert "Root Cause" in host_log  # the whole log stays on the host
+    whole = run_cli(["logs", rid, "--host", "host0", "-n", "200"], env_extra=runs_dir, check=0)
+    assert "Root Cause" in whole.stdout
