@@ -19,11 +19,12 @@ COMPAT_PYTHON ?= $(shell for p in python3.10 $(wildcard $(HOME)/.pyenv/versions/
 	if [ "$$v" = True ]; then command -v $$p; break; fi; done)
 CONSTRAINTS_SDK := constraints/torch-2.0.1.txt
 
-.PHONY: help install install-ipu test test-convergence test-faults test-fast test-sdk-compat demo bench remap deploy cluster-up cluster-down slurm-up slurm-down clean
+.PHONY: help install install-ipu test test-convergence test-faults test-fast test-sdk-compat demo data bench remap deploy cluster-up cluster-down slurm-up slurm-down clean
 
 help:
 	@echo "make install   create $(VENV) with pinned torch/torchvision and the project (editable)"
 	@echo "make demo      run the demo on this machine (digits dataset, created when absent)"
+	@echo "make data      write the digits dataset (1,797 small images from scikit-learn) to data/digits"
 	@echo "make install-ipu SDK=/path/to/poplar_sdk  create $(IPU_VENV) beside the Poplar SDK (its poptorch, torch 2.0.1)"
 	@echo "make test      run the test suite (cluster and slow tests included), all but convergence and injected faults"
 	@echo "make test-convergence  train the digits pipeline (pretrain, finetune, validate) to its accuracy bar"
@@ -85,22 +86,22 @@ test-fast: $(PY)
 remap: $(PY)
 	$(MAKE) -C remap PYTHON=$(abspath $(PY))
 
-demo: install remap
+data: $(PY)
 	$(PY) -m mae.data digits --out data/digits
+
+demo: install remap data
 	$(PY) -m launcher pipeline --inventory inventories/local.yml
 
 deploy: $(PY)
 	$(PY) -m launcher deploy --inventory $(INVENTORY)
 
-cluster-up: $(PY)
-	$(PY) -m mae.data digits --out data/digits
+cluster-up: data
 	$(PY) tests/cluster.py up -n $(N) --dir .cluster
 
 cluster-down:
 	$(PY) tests/cluster.py down --dir .cluster
 
-slurm-up: $(PY)
-	$(PY) -m mae.data digits --out data/digits
+slurm-up: data
 	$(PY) tests/slurm.py up --dir .slurm
 
 slurm-down:

@@ -63,8 +63,22 @@ class _Group(click.Group):
             sys.exit(2)
         except click.UsageError as exc:  # a bad option value of a command: one line too
             name = f"{exc.ctx.command_path}: " if exc.ctx is not None else ""
-            click.echo(f"error: {name}{' '.join(exc.format_message().split())}", err=True)
+            message = _program_hint(exc) or " ".join(exc.format_message().split())
+            click.echo(f"error: {name}{message}", err=True)
             sys.exit(2)
+
+
+def _program_hint(exc: click.UsageError) -> str:
+    """An unknown option of a job command is most likely meant for the program (python -m mae.JOB):
+    say that such arguments go after `--`, with the command line that does it."""
+    if not isinstance(exc, click.NoSuchOption) or exc.ctx is None or exc.ctx.info_name not in JOB_NAMES + ("pipeline",):
+        return ""
+    args = sys.argv[1:]
+    at = next((i for i, a in enumerate(args) if a.split("=")[0] == exc.option_name), len(args))
+    example = " ".join(["mae-launch", *args[:at], "--", *args[at:]])
+    job = exc.ctx.info_name
+    program = "each stage's python -m mae.<job>" if job == "pipeline" else f"python -m mae.{job}"
+    return f"no such option {exc.option_name}; arguments for the program ({program}) go after `--`, e.g. {example}"
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -32,14 +32,16 @@ def _common(func):
 def _job_command(job: str) -> click.Command:
     def command(inventory_path, run_id, detach, poll, hosts, excludes, envs, program_args, resume,
                 other_inventory, from_run=None, checkpoint=None):
+        con = report.console()
         if resume is not None:
-            source = click.get_current_context().get_parameter_source("inventory_path")
-            explicit = source not in (None, click.core.ParameterSource.DEFAULT)
+            explicit = not options.inventory_is_default()
             inv = options.adjust(options.load_for_resume(resume, inventory_path, explicit, other_inventory),
                                  hosts, excludes, envs, program_args, (job,))
         else:
+            if note := options.default_inventory_note():
+                con.print(note, markup=False, highlight=False)
             inv = options.load_adjusted(inventory_path, hosts, excludes, envs, program_args, jobs=(job,))
-        sys.exit(orchestrate.run_job(report.console(), inv, job, run_id=run_id, detach=detach, poll=poll,
+        sys.exit(orchestrate.run_job(con, inv, job, run_id=run_id, detach=detach, poll=poll,
                                      resume=resume, from_run=from_run, checkpoint=checkpoint, argv=tuple(sys.argv)))
 
     command.__doc__ = HELP[job]
@@ -71,6 +73,9 @@ def pipeline(inventory_path, run_id, detach, poll, hosts, excludes, envs, progra
 
     Example: mae-launch pipeline            (this machine, digits)
     """
+    con = report.console()
+    if note := options.default_inventory_note():
+        con.print(note, markup=False, highlight=False)
     inv = options.load_adjusted(inventory_path, hosts, excludes, envs, program_args, jobs=JOB_KINDS)
-    sys.exit(orchestrate.run_pipeline(report.console(), inv, run_id=run_id, poll=poll, argv=tuple(sys.argv),
+    sys.exit(orchestrate.run_pipeline(con, inv, run_id=run_id, poll=poll, argv=tuple(sys.argv),
                                       detach=detach))

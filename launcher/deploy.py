@@ -12,7 +12,6 @@ import os
 import pathlib
 
 from rich.console import Console
-from rich.live import Live
 
 from launcher import buildshare, ownfiles, remote, report, workdirs
 from launcher.errors import UserError
@@ -191,7 +190,7 @@ def deploy(inv, *, root: pathlib.Path = PACKAGE_ROOT, force: bool = False, build
         if adopt:
             _show_deletions(console, syncing, probes, job.root, filter_args(job.extra))
         ok = [ts[r.host] for r in probes if r.ok]
-        with Live(progress, console=console, refresh_per_second=4, transient=False):
+        with report.live(progress, console):
             results = _sync_and_build(job, ok, build, limit, timeout, progress)
     results.update({r.host: r for r in probes if not r.ok})
     return [results[h.name] for h in inv.hosts]

@@ -48,6 +48,20 @@ def inventory_option(func):
         help="Inventory YAML: a path, or a name under the project's inventories/ (e.g. pod64).")(func)
 
 
+def inventory_is_default() -> bool:
+    """Did the command run with the default inventory, neither -i nor $MAE_LAUNCH_INVENTORY given?"""
+    source = click.get_current_context().get_parameter_source("inventory_path")
+    return source in (None, click.core.ParameterSource.DEFAULT)
+
+
+def default_inventory_note() -> str:
+    """One line saying that a job runs on the default inventory (this machine), or ''."""
+    if not inventory_is_default():
+        return ""
+    return (f"note: no --inventory given: running on {DEFAULT_INVENTORY} (this machine); "
+            "pass -i PATH for another")
+
+
 def load_for_resume(run_id: str, inventory_path: str, explicit: bool, other: bool):
     """The inventory to resume run `run_id` with: the one it was started with (recorded, absolute),
     unless --inventory names another, which is refused without --other-inventory."""

@@ -26,7 +26,7 @@ from launcher.errors import UserError
 from launcher.keptshell import KeptShell, ShellGone
 from launcher.paths import HostPath, known_hosts_path
 from launcher.render import render_template
-from launcher.ssh import (alive_interval, close_chain, connect_timeout, rsync_shell, rsync_spec,
+from launcher.ssh import (alive_interval, close_chain, connect_reason, connect_timeout, rsync_shell, rsync_spec,
                           ssh_connection)
 
 if TYPE_CHECKING:
@@ -216,8 +216,8 @@ class SshTarget(Target):
                     time.sleep(0.3 * (attempt + 1))
                 else:
                     break
-            reason = str(last) or type(last).__name__
-            raise RemoteError(self.name, "unreachable", f"cannot connect to {where}: {reason}")
+            raise RemoteError(self.name, "unreachable", f"cannot connect to {where}: "
+                              f"{connect_reason(last, self.host.port or 22)}")
 
     def run(self, script, timeout=None, check=False):
         import paramiko

@@ -5,11 +5,13 @@ sentences and exit statuses. Nothing here touches a host.
 """
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from typing import Callable
 
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
@@ -116,3 +118,14 @@ class Progress:
                 colour = "green" if phase in ("done", "unchanged") else "red" if phase.startswith("failed") else "yellow"
                 table.add_row(name, f"[{colour}]{phase}[/]", f"{time.monotonic() - self.start[name]:.1f}")
         return table
+
+
+@contextlib.contextmanager
+def live(progress, console: Console):
+    """Show `progress` live while the block runs; off a terminal its last state is printed once and
+    ended with a newline (rich leaves the cursor after it, gluing the next title to the table)."""
+    with Live(progress, console=console, refresh_per_second=4, transient=False):
+        yield
+    if not console.is_terminal:
+        console.line()
+

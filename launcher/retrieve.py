@@ -13,11 +13,10 @@ import threading
 import time
 
 from rich.console import Console
-from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from launcher import fetch, remote
+from launcher import fetch, remote, report
 from launcher.errors import UserError
 from launcher.runs import RunStore
 
@@ -64,7 +63,7 @@ def run_transfers(transfers: list[fetch.Transfer], console: Console, limit: int 
         progress.update(i, state="done")
         return remote.HostResult(t.host.name, True, summary, seconds=time.monotonic() - start)
 
-    with Live(progress, console=console, refresh_per_second=4, transient=False):
+    with report.live(progress, console):
         with cf.ThreadPoolExecutor(max_workers=max(1, min(limit, len(transfers)))) as pool:
             return list(pool.map(one, range(len(transfers)), transfers))
 

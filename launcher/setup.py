@@ -16,7 +16,6 @@ import subprocess
 import sys
 
 from rich.console import Console
-from rich.live import Live
 
 from launcher import ownfiles, remote, report
 from launcher.errors import UserError
@@ -88,7 +87,7 @@ def setup(inv, *, force: bool = False, wheelhouse: pathlib.Path | None = None, l
             raise
 
     try:
-        with Live(progress, console=console, refresh_per_second=4, transient=False):
+        with report.live(progress, console):
             return remote.fan_out(ts, guarded, limit=limit, timeout=timeout + 120)
     finally:
         remote.close_all(ts)

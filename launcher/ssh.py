@@ -131,3 +131,19 @@ def rsync_shell(host) -> list[str]:
 def rsync_spec(host, path: str) -> str:
     """`[user@]address:path` for rsync; an IPv6 address is bracketed."""
     return addresses.remote_spec(host.user, host.address, path)
+
+
+def connect_reason(error: BaseException | None, port) -> str:
+    """Why a connection failed, in words: paramiko's `[Errno None] Unable to connect to port P on A`
+    (NoValidConnectionsError: one OSError per address tried) becomes what the socket said."""
+    import errno
+
+    inner = list(getattr(error, "errors", {}).values()) or [error]
+    codes = {getattr(e, "errno", None) for e in inner}
+    if errno.ECONNREFUSED in codes:
+        return f"connection refused on port {port} (is sshd running there, and on that port?)"
+    if isinstance(error, TimeoutError) or codes & {errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH}:
+        return f"no answer on port {port} ({getattr(inner[0], 'strerror', None) or 'timed out'})"
+    words = [getattr(e, "strerror", None) or str(e) or type(e).__name__ for e in inner if e is not None]
+    return "; ".join(dict.fromkeys(words)) or "no reason given"
+

@@ -268,10 +268,12 @@ class Cluster:
                            "pid": h.pid, "config": str(h.config)} for h in self.hosts]}
 
 
-def _cluster_down(root: pathlib.Path) -> int:
+def _cluster_down(root: pathlib.Path, quiet: bool = False) -> int:
+    """Stop the cluster recorded under `root`; `quiet`: say nothing when there is none (before `up`)."""
     state_file = root / "cluster.json"
     if not state_file.exists():
-        print(f"no cluster recorded in {state_file}")
+        if not quiet:
+            print(f"no cluster recorded in {state_file}")
         return 0
     state = json.loads(state_file.read_text())
     for h in state["hosts"]:
@@ -301,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     root = pathlib.Path(args.dir).resolve()
     if args.action == "down":
         return _cluster_down(root)
-    _cluster_down(root)
+    _cluster_down(root, quiet=True)  # a cluster left running under this folder
     # one dataset for every loopback host, like the one venv (make cluster-up creates it)
     cluster = Cluster(root, args.n, data=str(ROOT / "data" / "digits")).up(detach=True)
     (root / "cluster.json").write_text(json.dumps(cluster.state(), indent=1))

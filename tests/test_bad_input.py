@@ -64,3 +64,29 @@ def test_resume_uses_the_recorded_inventory_and_refuses_another(tmp_path):
     # without -i the recorded inventory is used: its identity_file is checked (absent here) before anything runs
     p = cli("pretrain", "--resume", "r3", env={"MAE_LAUNCH_RUNS_DIR": str(tmp_path), "HOME": str(tmp_path)})
     assert p.returncode == 2 and f"{recorded}:" in p.stderr and "identity_file" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("args, example", [
+    (["pretrain", "--epochs", "2"], "mae-launch pretrain -- --epochs 2"),
+    (["finetune", "-i", "inventories/local.yml", "--detach", "--blr=1e-3"],
+     "mae-launch finetune -i inventories/local.yml --detach -- --blr=1e-3"),
+])
+def test_a_program_argument_without_the_double_dash_says_where_it_goes(tmp_path, args, example):
+    p = cli(*args, env={"MAE_LAUNCH_RUNS_DIR": str(tmp_path)})
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    job, option = args[0], args[-2] if args[-1] == "2" else args[-1].split("=")[0]
+    assert p.stderr.splitlines() == [
+        f"error: mae-launch {job}: no such option {option}; arguments for the program (python -m mae.{job}) go "
+        f"after `--`, e.g. {example}"]
+    assert not list(tmp_path.iterdir())  # nothing started, nothing recorded
+
+
+def test_a_job_without_an_inventory_says_which_it_runs_on(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "MAE_LAUNCH_INVENTORY"}
+    p = subprocess.run([sys.executable, "-m", "launcher", "pretrain", "--host", "nosuch"], capture_output=True,
+                       text=True, cwd=ROOT, timeout=120, env={**env, "MAE_LAUNCH_RUNS_DIR": str(tmp_path)})
+    assert p.returncode == 2
+    assert p.stdout.splitlines() == ["note: no --inventory given: running on inventories/local.yml (this machine); "
+                                     "pass -i PATH for another"]
+    q = cli("pretrain", "-i", "inventories/local.yml", "--host", "nosuch", env={"MAE_LAUNCH_RUNS_DIR": str(tmp_path)})
+    assert q.returncode == 2 and q.stdout == ""

@@ -4,6 +4,7 @@ and `check` saying which hosts need setup."""
 import base64
 import hashlib
 import json
+import re
 import subprocess
 import zipfile
 
@@ -113,3 +114,6 @@ def test_setup_then_deploy_keep_each_others_files(cluster, tmp_path):
     assert _check(inv) == {h.name: {"ok": True, "text": "up to date"} for h in cluster.hosts}
     again = run_cli(["setup", "-i", inv], timeout=300, check=0)
     assert again.stdout.split("setup of")[-1].count("unchanged") == len(cluster.hosts)
+    for out, title in ((p.stdout, "deploy to 3 host(s)"), (again.stdout, "setup of 3 host(s)")):
+        assert f"┘\n{title}\n" in out, out  # piped: the live table ends its line before the next title
+        assert not re.search(r"┘[^\n]", out), out

@@ -208,3 +208,21 @@ def test_rsync_shell_renders_policy_into_ssh_options():
     proxy = next(w for w in words if w.startswith("ProxyCommand="))
     inner = shlex.split(proxy.split("=", 1)[1])
     assert inner[-3:] == ["-W", "%h:%p", "bast"] and "UserKnownHostsFile=/k/known hosts" in inner
+
+
+def test_a_refused_connection_is_said_in_words_not_paramikos(tmp_path):
+    import socket
+    with socket.socket() as s:  # a port nothing listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        host = Host(name="down", address="127.0.0.1", port=port, user="root", identity_file=None, proxy_jump=None,
+                    known_hosts=str(tmp_path / "known_hosts"), host_key_policy="strict", connect_timeout=3,
+                    connection="ssh", workdir=HostPath("/tmp"), slots=None)
+        t = remote.target(host)
+        with pytest.raises(remote.RemoteError) as e:
+            t.run("true", timeout=10)
+        t.close()
+    assert e.value.kind == "unreachable"
+    assert e.value.message == (f"cannot connect to 127.0.0.1:{port}: connection refused on port {port} "
+                               "(is sshd running there, and on that port?)")
+    assert "Errno" not in str(e.value)
