@@ -28,7 +28,7 @@ help:
 	@echo "make install-ipu SDK=/path/to/poplar_sdk  create $(IPU_VENV) beside the Poplar SDK (its poptorch, torch 2.0.1)"
 	@echo "make test      run the test suite (cluster and slow tests included), all but convergence and injected faults"
 	@echo "make test-convergence  train the digits pipeline (pretrain, finetune, validate) to its accuracy bar"
-	@echo "make test-faults  inject faults into runs on the loopback cluster (blip, lost/hung host, killed rank)"
+	@echo "make test-faults  inject faults into runs on the loopback cluster (blip, lost/hung host, killed rank); the README walk-through"
 	@echo "make test-sdk-compat  run the mae tests that need no IPU under torch 2.0.1 in $(COMPAT_VENV)"
 	@echo "make test-fast run the tests not marked slow, cluster or slurm"
 	@echo "make bench     run the benchmarks under bench/, write bench/results/<time>/report.md"
@@ -69,16 +69,17 @@ test-sdk-compat: $(COMPAT_VENV)/bin/python
 # tests/prereqs.py: as root, installs what the cluster tests need (apt-get); otherwise says how
 test: install
 	$(PY) tests/prereqs.py
-	$(PY) -m pytest -m 'not faults and not convergence' --durations=15
+	$(PY) -m pytest -m 'not faults and not convergence and not walkthrough' --durations=15
 
 # the digits pipeline trained through its real command lines to the accuracy bar: minutes of training
 test-convergence: install
 	$(PY) -m pytest -m convergence --durations=5
 
-# faults injected into runs on the loopback cluster (a blip, a lost or hung host, a killed rank): minutes of waiting
+# faults injected into runs on the loopback cluster (a blip, a lost or hung host, a killed rank): minutes of
+# waiting; and the README's first-cluster walk-through, command by command
 test-faults: install
 	$(PY) tests/prereqs.py
-	$(PY) -m pytest -m faults --durations=5
+	$(PY) -m pytest -m 'faults or walkthrough' --durations=5
 
 test-fast: $(PY)
 	$(PY) -m pytest -m 'not slow and not cluster and not slurm'
