@@ -1,7 +1,8 @@
 """Run a job, a pipeline or a resume: plan -> record -> start -> supervise.
 
 Everything here happens in that order: the whole job (or every stage of a pipeline) is planned before
-anything runs, a missing consumed checkpoint is bad input caught before any record is written, the
+anything runs, a missing consumed checkpoint, a mistyped program argument or a data path missing on a
+host (launcher/prelaunch.py) is bad input caught before any record is written, the
 run record is written before a host is touched, and the record's state follows what the hosts did.
 """
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Optional
 from rich.console import Console
 from rich.markup import escape
 
-from launcher import artifacts, hostops, remote, report, slurm_orchestrate, supervise, workdirs
+from launcher import artifacts, hostops, prelaunch, remote, report, slurm_orchestrate, supervise, workdirs
 from launcher.errors import UserError
 from launcher.inventory import PACKAGE_ROOT
 from launcher.jobs import JOB_KINDS, JOB_NAMES
@@ -127,6 +128,7 @@ def run_job(con: Console, inv, job_name: str, *, run_id: Optional[str] = None, d
     plan = plan_job(inv, job_name, run_id, consume=checkpoint, consume_run=from_run, resume=resume is not None)
     if plan.consumed_checkpoint is not None:  # before any record: a missing checkpoint is bad input
         artifacts.ensure_checkpoint(plan, plan.consumes or "the consumed job")
+    prelaunch.check(plan)  # before any record: mistyped arguments, a missing data path
     if run is None:
         run = store.create(RunRecord.new(run_id, inv, list(argv)), inv.snapshot())
     else:
@@ -152,6 +154,8 @@ def run_pipeline(con: Console, inv, *, run_id: Optional[str] = None, poll: float
     if not stages:
         raise UserError(f"{inv.source_path}: no jobs to run (define jobs.pretrain/finetune/validate)")
     plans = [plan_job(inv, j, run_id) for j in stages]  # plan everything before anything runs
+    for plan in plans:  # and check every stage's arguments and data before any record
+        prelaunch.check(plan)
     run = store.create(RunRecord.new(run_id, inv, list(argv)), inv.snapshot())
     if inv.is_slurm:
         rc = slurm_orchestrate.submit_and_follow(con, store, run, plans, detach, max(poll, 1.0))
