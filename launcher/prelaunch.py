@@ -65,10 +65,17 @@ def check_data(plan, limit: int = remote.DEFAULT_LIMIT) -> None:
         results = remote.fan_out(ts, probe, limit=limit, timeout=PROBE_TIMEOUT)
     finally:
         remote.close_all(ts)
-    missing = [r.host for r in results if r.ok and r.value == "missing"]
+    missing = {r.host: data_path(plan, inv.host(r.host)) for r in results if r.ok and r.value == "missing"}
     if missing:
-        where = {data_path(plan, inv.host(h)) for h in missing}
-        path = where.pop() if len(where) == 1 else "the data path"
         key = f"jobs.{plan.job}.data" if inv.jobs[plan.job].data is not None else "paths.data"
-        raise UserError(f"{plan.job} not started: data path {path} not found on {', '.join(missing)}; "
-                        f"set {key} in {inv.source_path} to a directory present there, or copy the data there")
+        raise UserError(f"{plan.job} not started: {_where(missing)}; set {key} in {inv.source_path} to a "
+                        "directory present there, or copy the data there")
+
+
+def _where(missing: dict, shown: int = 3) -> str:
+    """`data path /d not found on h1, h2` (one path) or `data path not found: h1 /w1/d, h2 /w2/d`."""
+    names = list(missing)
+    more = f" (and {len(names) - shown} more host(s))" if len(names) > shown else ""
+    if len(set(missing.values())) == 1:
+        return f"data path {missing[names[0]]} not found on {', '.join(names[:shown])}{more}"
+    return f"data path not found: {', '.join(f'{h} {missing[h]}' for h in names[:shown])}{more}"
