@@ -116,8 +116,9 @@ def _base_row(inv, host: str, kv: dict, versions: dict, launcher: str, min_free_
     free = kv.get("free_kb", "")
     row["disk"] = (int(free) / 1024 / 1024 >= min_free_gb, f"{int(free) / 1024 / 1024:.1f} GB free") \
         if free.isdigit() else (False, "unknown")
-    if "data" in kv:
-        row["data"] = (kv["data"] == "ok", kv["data"])
+    if "data" in kv:  # the path it looked for, so a ✗ says which
+        path = inv.host_path(inv.host(host), inv.paths.data)
+        row["data"] = (True, "ok") if kv["data"] == "ok" else (False, f"{path} not found")
     if "port" in kv:
         row["port"] = (kv["port"] == "free", f"{inv.network.master_port} {kv['port']}")
     return row

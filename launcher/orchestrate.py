@@ -1,8 +1,10 @@
 """Run a job, a pipeline or a resume: plan -> record -> start -> supervise.
 
 Everything here happens in that order: the whole job (or every stage of a pipeline) is planned before
-anything runs, a missing consumed checkpoint is bad input caught before any record is written, the
-run record is written before a host is touched, and the record's state follows what the hosts did.
+anything runs, a missing consumed checkpoint is bad input caught before any record is written, a
+mistyped program argument or a data path missing on a host (launcher/prelaunch.py) refuses a new run
+before anything starts and leaves no record, the run record is written before a host is touched, and
+the record's state follows what the hosts did.
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from typing import Optional
 from rich.console import Console
 from rich.markup import escape
 
-from launcher import artifacts, hostops, remote, report, slurm_orchestrate, supervise, workdirs
+from launcher import artifacts, hostops, prelaunch, remote, report, slurm_orchestrate, supervise, workdirs
 from launcher.errors import UserError
 from launcher.inventory import PACKAGE_ROOT
 from launcher.jobs import JOB_KINDS, JOB_NAMES
@@ -56,6 +58,17 @@ def _refuse_foreign(plan, ts: dict) -> None:
         more = f" (and {len(refused) - 1} more host(s))" if len(refused) > 1 else ""
         raise UserError(f"{plan.job} refused, nothing was started: {refused[0]}{more}; name a new directory "
                         f"as its workdir, or deploy there first (mae-launch deploy -i {plan.inventory.source_path})")
+
+
+def _prelaunch(store: RunStore, run: RunRecord, plans: list) -> None:
+    """Mistyped program arguments or a data path missing on a host (launcher/prelaunch.py) refuse the
+    launch of a new run before anything starts, and leave no record behind."""
+    try:
+        for plan in plans:
+            prelaunch.check(plan)
+    except UserError:
+        store.discard(run.id)
+        raise
 
 
 def _take_lock(con: Console, plan, run: RunRecord, ts: dict) -> None:
@@ -130,7 +143,9 @@ def run_job(con: Console, inv, job_name: str, *, run_id: Optional[str] = None, d
         artifacts.ensure_checkpoint(plan, plan.consumes or "the consumed job")
     if run is None:
         run = store.create(RunRecord.new(run_id, inv, list(argv)), inv.snapshot())
+        _prelaunch(store, run, [plan])
     else:
+        prelaunch.check(plan)  # before the record changes: mistyped arguments, a missing data path
         run.resume()
         store.save(run)
         if JOB_KINDS[job_name].resumable:
@@ -154,6 +169,7 @@ def run_pipeline(con: Console, inv, *, run_id: Optional[str] = None, poll: float
         raise UserError(f"{inv.source_path}: no jobs to run (define jobs.pretrain/finetune/validate)")
     plans = [plan_job(inv, j, run_id) for j in stages]  # plan everything before anything runs
     run = store.create(RunRecord.new(run_id, inv, list(argv)), inv.snapshot())
+    _prelaunch(store, run, plans)  # every stage's arguments and data before the first one starts
     if inv.is_slurm:
         rc = slurm_orchestrate.submit_and_follow(con, store, run, plans, detach, max(poll, 1.0))
         return rc if rc != 0 or detach else _final_validation(con, store, run, plans[-1])

@@ -26,6 +26,7 @@ This module does not import torch, so ``--help`` and config errors are instant.
 from __future__ import annotations
 
 import argparse
+import difflib
 import functools
 import pathlib
 import re
@@ -211,8 +212,16 @@ class _Parser(argparse.ArgumentParser):
         if m:
             flag = m.group(1).split()[0]
             key = flag.lstrip("-").split("=")[0]
-            raise ConfigError(f"unknown config key '{key}' (flag {flag}); see --help for the keys")
+            raise ConfigError(f"unknown config key '{key}' (flag {flag}); {self.suggest(flag)}")
         raise ConfigError(message)
+
+    def suggest(self, flag: str) -> str:
+        """``did you mean --epochs?`` for the closest flag of this parser, else a pointer to --help."""
+        if not flag.startswith("--"):
+            return "flags start with -- (see --help for the keys)"
+        known = [s for s in self._option_string_actions if s.startswith("--")]
+        close = difflib.get_close_matches(flag.split("=")[0], known, n=1, cutoff=0.6)
+        return f"did you mean {close[0]}?" if close else "see --help for the keys"
 
 
 def _converter(key: str, kind: type, nullable: bool) -> Callable[[str], Any]:

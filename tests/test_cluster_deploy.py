@@ -142,7 +142,7 @@ def test_check_table_and_proxy_jump(cluster, deployed, project_source, tmp_path)
         assert name in out
     assert out.count("key verified") == 3
     assert "2.14" in out or "torch" in out  # torch version column
-    assert "data" in out and "missing" in out  # data/digits is not on the hosts: that check fails
+    assert "data" in out and "not found" in out  # data/digits is not on the hosts: that check fails
     assert p.returncode == 1
     # rsync through the jump host, same policy (ProxyCommand with our known_hosts)
     d = run_cli(["deploy", "-i", inv, "--no-build", "--force", "--source", project_source], timeout=180)

@@ -21,7 +21,8 @@ LAYERS = [
     ["slurm_orchestrate"],                                     # submit / follow Slurm jobs
     ["slurm_supervise"],                                       # follow one Slurm job
     ["supervise"],                                             # follow a run, fail fast
-    ["hostops", "slurmops", "artifacts", "deploy", "check", "fetch", "execute", "setup", "clean"],  # operations on hosts
+    ["hostops", "slurmops", "artifacts", "deploy", "check", "fetch", "execute", "setup", "clean",
+     "prelaunch"],  # operations on hosts
     ["workdirs"],                                              # is a workdir ours to replace?
     ["buildshare", "openssh"],                                 # compile once; multiplexed OpenSSH
     ["plan", "provision"],                                     # inventory x job x run -> JobPlan
