@@ -87,7 +87,9 @@ def _status_rows(run, rec, results) -> list[dict]:
             row["state"] = control.unanswered(run, rec, r.host)
         if r.ok:
             _feed(printer, r.host, rec, r.value)
-            row.update(state=r.value.state, exit=r.value.exit, last_line=printer.last_line(r.host))
+            stopped = control.host_end(rec, r.value) == "stopped"
+            row.update(state="stopped" if stopped else r.value.state, exit=r.value.exit,
+                       last_line=printer.last_line(r.host))
         rows.append(row)
     return rows
 

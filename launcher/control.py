@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import datetime
+import time
 from typing import Optional
 
 from rich.console import Console
@@ -15,7 +15,7 @@ from rich.console import Console
 from launcher import clean as clean_mod
 from launcher import hostops, remote, report, supervise
 from launcher.errors import UserError
-from launcher.runs import RunStore, utc_now
+from launcher.runs import RunStore, epoch, utc_now
 
 
 def _with_targets(run, names, fn):
@@ -49,19 +49,29 @@ def settle(run, job, results, ts: dict, store: RunStore) -> None:
     for r in results:
         if r.ok:
             job.hosts[r.host].last_seen = now
-    ended = job.settle({r.host: r.value.end for r in results if r.ok})
+    ended = job.settle({r.host: host_end(job, r.value) for r in results if r.ok})
     store.save(run)
     if ended and job.lock:
         with contextlib.suppress(remote.RemoteError):
             hostops.release(run, job, ts)
 
 
+def host_end(job, st):
+    """How the job ended on a host (HostState.end), where an exit status != 0 written after `stop` was
+    asked for the job reads 'stopped': a rank's own teardown once its peers were stopped (a gloo error
+    where another host was reached first). Host clocks may differ from this one by up to 2 s."""
+    end = st.end
+    if isinstance(end, int) and end != 0 and job.stop_requested and st.exit_time \
+            and st.exit_time >= epoch(job.stop_requested) - 2:
+        return "stopped"
+    return end
+
+
 def unanswered(run, job, host: str) -> str:
     """The state of a host that did not answer: `unreachable (last seen T)`, or, once a live job's host
     has not answered for its host_timeout since T, `lost (last seen T)`."""
     seen = job.hosts[host].last_seen or job.started
-    age = (datetime.datetime.now(datetime.timezone.utc) - datetime.datetime.strptime(
-        seen, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)).total_seconds()
+    age = time.time() - epoch(seen)
     lost = job.live and age >= getattr(run.host(host), "host_timeout", 60.0)
     return f"{'lost' if lost else 'unreachable'} (last seen {seen})"
 
@@ -115,6 +125,9 @@ def stop(run_id: Optional[str], grace: float, store: Optional[RunStore] = None):
     store = store or RunStore()
     run = store.load(run_id)
     live = [j for j in run.jobs if j.live and j.lock]
+    for job in run.jobs:
+        job.stop_asked()
+    store.save(run)
 
     def stop_all(ts):
         results = hostops.stop_run(run, ts, grace_ms=int(grace * 1000))

@@ -37,6 +37,11 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def epoch(stamp: str) -> float:
+    """Seconds since the epoch of a `utc_now()` stamp."""
+    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
 def git_revision(root: pathlib.Path = PACKAGE_ROOT) -> str:
     try:
         rev = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
@@ -99,6 +104,7 @@ class JobRecord:
     slurm_state: Optional[str] = None         # Slurm's last word on it (PENDING, COMPLETED, ...)
     reason: Optional[str] = None              # why it was pending
     lock: Optional[str] = None                # the launch lock it holds on its first host (process groups)
+    stop_requested: Optional[str] = None      # when `stop` was first asked for it (confirmed or not)
 
     @classmethod
     def from_plan(cls, plan) -> "JobRecord":
@@ -125,6 +131,10 @@ class JobRecord:
     def stopped(self) -> None:
         if self.live:
             self.state, self.ended = "stopped", utc_now()
+
+    def stop_asked(self) -> None:
+        if self.live and self.stop_requested is None:
+            self.stop_requested = utc_now()
 
     def settle(self, ends: dict) -> bool:
         """What the hosts report of a live job nobody follows (a detached one): `ends` maps each host that

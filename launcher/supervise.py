@@ -193,6 +193,7 @@ def follow(run, job, ts: dict, console: Console, store=None, *, fail_fast: bool 
                 w.printer.flush(w.labels)
                 return Outcome(130)
             console.print(f"[yellow]interrupted ({e or 'SIGINT'}): stopping run {run.id} on every host[/]")
+            job.stop_asked()
             t0 = time.monotonic()
             stopped = hostops.stop_run(run, ts, grace_ms=TEARDOWN_GRACE_MS)
             took = time.monotonic() - t0

@@ -61,6 +61,10 @@ def test_stop_that_cannot_reach_every_host_is_incomplete_then_finished(cluster, 
             assert f"stop incomplete: host1, host2 did not answer. Run {rid} is not recorded as stopped" in \
                 " ".join(sp.stdout.split()), sp.stdout
             assert _run_json(runs_dir, rid)["jobs"][0]["state"] == "running"
+            # their ranks lose rank 0 and end by themselves (a gloo error, exit status 1): still `stopped` below
+            exits = [h.workdir / "runs" / rid / f"pretrain.{h.name}.exit" for h in cluster.hosts[1:]]
+            assert wait_for(lambda: all(p.is_file() for p in exits), 120), "the unreached hosts' ranks went on"
+            assert {p.read_text().strip() for p in exits} != {"0"}
         finally:
             for h in cluster.hosts[1:]:
                 h.start()
