@@ -168,3 +168,12 @@ def test_half_step_computes_the_loss_from_fp32_values(poptorch_standin):
     pred = ipu_masking.matmul_forward(model, *[inputs[i] for i in (0, 2, 3)])
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     assert float(loss) == pytest.approx(float(ipu_masking.fp32_loss(pred, inputs[1], inputs[4])), rel=1e-6)
+
+
+def test_align_exits_0_only_when_both_halves_ran_and_agreed(poptorch_standin, capsys):
+    """On the stand-in both halves run (fp32): the IPU half's code path and the exit 0 of agreement."""
+    from mae import align
+
+    assert align.main(["--steps", "2", "--batch_size", "2", "--half", "false"]) == 0
+    out = capsys.readouterr().out
+    assert "step 1: loss cpu" in out and out.strip().splitlines()[-1].startswith("PASS: fp32")
