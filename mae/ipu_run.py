@@ -92,13 +92,11 @@ class FinetuneRunner(_Runner):
 
     def compile(self) -> None:
         """Compile the training model and the validation inference model (filling the cache with both):
-        finetuning reaches the inference model at the end of its first epoch."""
+        finetuning reaches the inference model at the end of its first epoch. The training model gives
+        the IPUs up for it (the job ends after compiling)."""
         super().compile()
         self.training.detachFromDevice()
-        try:
-            evaluate(self.factory(self.cfg), self.dataset, self.cfg, self.job, compile_only=True)
-        finally:
-            self.training.attachToDevice()
+        evaluate(self.factory(self.cfg), self.dataset, self.cfg, self.job, compile_only=True)
 
     def train(self, epoch: int, log) -> dict:
         seeding.seed_epoch(self.cfg.seed, epoch, self.job.info.rank)
