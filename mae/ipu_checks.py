@@ -67,8 +67,8 @@ def check(cfg: Any, stage_ipus: Sequence[int], training: bool, instances: int = 
     if replicas % max(instances, 1):
         raise ConfigError(f"config key `replica` is {replicas} but poprun runs {instances} instances: "
                           "make `replica` a multiple of the number of instances")
-    # RTS shards the optimizer state over the replicas (poptorch python/options.py,
-    # TensorLocationSettings.useReplicatedTensorSharding: "relevant when using replicated graphs")
+    # RTS shards tensors over the replicas (popart willow/include/popart/tensorlocation.hpp,
+    # ReplicatedTensorSharding: "Do shard tensors over replicas"): one replica has nothing to shard over
     if training and _get(cfg, "rts", False) and replicas < 2:
         raise ConfigError("config key `rts` shards the optimizer state over replicas, but `replica` is 1: "
                           "set --rts false or use 2 or more replicas")
