@@ -44,7 +44,8 @@ def forward_stages(stage_ipus: Sequence[int], auto_increment: bool) -> int:
 def check_stage_ids(stage_ipus: Sequence[int], auto_increment: bool) -> None:
     """``AutoStage.SameAsIpu`` makes the stage the IPU, so revisiting an IPU (the MAE decoder goes back
     to IPU 0) needs ``AutoStage.AutoIncrement`` (poptorch python/options.py, PipelinedExecution,
-    example 3); stages must run in increasing order (popart willow/src/ir.cpp, pipeline checks)."""
+    example 3): a tensor consumed in an earlier stage than it is produced is an error (popart
+    willow/src/transforms/inferpipelinestages.cpp, ``checkOrder``)."""
     if not auto_increment and any(b < a for a, b in zip(stage_ipus, stage_ipus[1:])):
         raise ConfigError(f"config key `pipeline` places blocks on IPUs {list(stage_ipus)} in execution order, "
                           "which revisits an IPU: that needs AutoStage.AutoIncrement, not SameAsIpu")
@@ -62,8 +63,9 @@ def check(cfg: Any, stage_ipus: Sequence[int], training: bool, instances: int = 
     if int(_get(cfg, "batch_size", 1) or 0) < 1 or replicas < 1 or di < 1 or ga < 1:
         raise ConfigError("config keys `batch_size`, `replica`, `device_iterations` and "
                           "`gradient_accumulation_count` must each be at least 1")
-    # replication and batch sizes: each poprun instance drives replica / instances whole replicas
-    # (popdist.poptorch.Options; poptorch docs/user_guide/batching.rst, "Replication")
+    # replication and batch sizes: under poprun each instance drives replica / instances whole replicas
+    # (popdist.poptorch.Options sets the local replication factor; popdist's source is not public, so
+    # this is the reference's arithmetic: 16 replicas over 4 instances on a POD64)
     if replicas % max(instances, 1):
         raise ConfigError(f"config key `replica` is {replicas} but poprun runs {instances} instances: "
                           "make `replica` a multiple of the number of instances")

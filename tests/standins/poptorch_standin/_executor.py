@@ -8,7 +8,9 @@ sdk/poplar/3.3.0):
   training stages (2 x forward - 1), inference ``deviceIterations`` >= the forward stages
   (popart willow/src/transforms/pipeline.cpp; poptorch docs/user_guide/overview.rst);
 * ``AutoStage.SameAsIpu`` needs an ``ipu_id`` on every block (options.py ``_DefaultStageManager``)
-  and stage ids in execution order (popart willow/src/ir.cpp); explicit stages must name every block;
+  and stage ids in execution order (popart willow/src/transforms/inferpipelinestages.cpp
+  ``checkOrder``: "consumed in an earlier pipeline stage than it is produced"); explicit stages must
+  name every block (options.py ``PipelineStageManager``);
 * a call's batch is ``micro x deviceIterations x replicationFactor (x gradientAccumulation)``:
   anything else is an error (poptorch docs/user_guide/batching.rst);
 * static loss scaling multiplies the loss in its own dtype: an fp16 loss with ``loss_scaling`` above
@@ -55,7 +57,7 @@ def _stages(blocks: list, strategy) -> int:
             seen.setdefault(b, len(seen) + 1)
             ids.append(seen[b])
     if any(b < a for a, b in zip(ids, ids[1:])):
-        raise PoptorchError(f"pipeline stages must run in increasing order; the blocks give stages {ids}")
+        raise PoptorchError(f"Tensor is consumed in an earlier pipeline stage than it is produced (stages {ids})")
     # consecutive stages on the same IPU are merged into one (popart pipeline.cpp
     # mergeConsecutivePipelineStages; poptorch overview.rst "Pipelined execution")
     where = [ipu if ipu is not None else stage for (_, ipu), stage in zip(blocks, ids)]
