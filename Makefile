@@ -18,6 +18,8 @@ COMPAT_PYTHON ?= $(shell for p in python3.10 $(wildcard $(HOME)/.pyenv/versions/
 	v=$$($$p -c 'import sys; print(sys.version_info[:2] >= (3, 8) and sys.version_info[:2] <= (3, 11))' 2>/dev/null); \
 	if [ "$$v" = True ]; then command -v $$p; break; fi; done)
 CONSTRAINTS_SDK := constraints/torch-2.0.1.txt
+# the Pythons of the SDK's Ubuntu releases (20.04: 3.8, 22.04: 3.10): .[test] must resolve for each
+SDK_PYTHONS ?= 3.8 3.10
 
 .PHONY: help install install-ipu test test-convergence test-faults test-fast test-sdk-compat demo data bench remap deploy cluster-up cluster-down slurm-up slurm-down clean
 
@@ -29,7 +31,7 @@ help:
 	@echo "make test      run the test suite (cluster and slow tests included), all but convergence and injected faults"
 	@echo "make test-convergence  train the digits pipeline (pretrain, finetune, validate) to its accuracy bar"
 	@echo "make test-faults  inject faults into runs on the loopback cluster (blip, lost/hung host, killed rank); the README walk-through"
-	@echo "make test-sdk-compat  run the mae tests that need no IPU under torch 2.0.1 in $(COMPAT_VENV)"
+	@echo "make test-sdk-compat  prove .[test] resolves for Python $(SDK_PYTHONS) with the SDK's constraints, then run the mae tests that need no IPU under torch 2.0.1 in $(COMPAT_VENV)"
 	@echo "make test-fast run the tests not marked slow, cluster or slurm"
 	@echo "make bench     run the benchmarks under bench/, write bench/results/<time>/report.md"
 	@echo "make remap     build the native remap op (remap/remap_ops.so)"
@@ -63,6 +65,8 @@ $(COMPAT_VENV)/bin/python:
 
 test-sdk-compat: $(COMPAT_VENV)/bin/python
 	$(COMPAT_VENV)/bin/python -m pip install --quiet -c $(CONSTRAINTS_SDK) -e '.[test]'
+	for v in $(SDK_PYTHONS); do $(COMPAT_VENV)/bin/python tests/sdk_compat_resolve.py --python-version $$v \
+		--constraints $(CONSTRAINTS_SDK) || exit 1; done
 	$(COMPAT_VENV)/bin/python -c 'import sys, torch; print("sdk-compat: Python", sys.version.split()[0], "torch", torch.__version__)'
 	$(COMPAT_VENV)/bin/python -m pytest -m sdk_compat -p no:cacheprovider -q --durations=10
 

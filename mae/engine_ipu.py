@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from mae import metrics, optim, seeding
+from mae import metrics, optim
 from mae.engine_finetune import finetune_line
 from mae.engine_pretrain import _step_record
 from mae.errors import check_finite
@@ -35,26 +35,25 @@ def _mean_over_instances(reduce, loss: float) -> float:
     return total / max(count, 1.0)
 
 
-def pretrain_one_epoch(training, loader, popt, scales, epoch: int, cfg, info, lr: float, jsonl, reduce,
-                       num_patches: int, half: bool) -> dict:
-    """One pretraining epoch on the IPUs; returns the epoch record (instance 0 writes the files)."""
+def pretrain_one_epoch(training, loader, popt, scales, epoch: int, cfg, info, lr: float, jsonl, reduce) -> dict:
+    """One pretraining epoch on the IPUs; returns the epoch record (instance 0 writes the files).
+    Each batch is ``(imgs, target, keep, restore, mask)`` from :class:`mae.ipu_masking.MaskingCollate`."""
     steps, header = len(loader), f"Training Epoch: [{epoch}]"
-    gen = seeding.generator(cfg.seed, epoch, info.rank, seeding.NOISE)
     meters, lr_now = metrics.MetricLogger(), lr
     start = end = time.perf_counter()
     images = 0.0
-    for i, (imgs, _) in enumerate(loader):
+    for i, batch in enumerate(loader):
         data_time = time.perf_counter() - end
         if i % cfg.optimizer_update_freq == 0:
             lr_now = set_lr(popt, training, epoch + i / steps, lr, scales, cfg)
-        noise = torch.rand(imgs.shape[0], num_patches, generator=gen)
-        loss = check_finite(float(training(imgs, noise.half() if half else noise).float().mean()), epoch, i,
+        loss = check_finite(float(training(*batch).float().mean()), epoch, i,
                             "try a lower --blr or another --loss_scale")
         now = time.perf_counter()
         iter_time, end = now - end, now
-        images += imgs.shape[0]
+        n = batch[0].shape[0]
+        images += n
         meters.update(time=iter_time, data=data_time, loss=loss,
-                      throughput=imgs.shape[0] * info.world_size / max(iter_time, 1e-9), LR=lr_now)
+                      throughput=n * info.world_size / max(iter_time, 1e-9), LR=lr_now)
         if i % cfg.print_freq == 0 or i == steps - 1:
             mean = _mean_over_instances(reduce, loss)
             if info.is_main:

@@ -3,11 +3,16 @@
 Nothing here imports poptorch at module level: :func:`require_poptorch` does, and turns its absence
 into :class:`SDKNotEnabled` (a :class:`mae.errors.DeviceError`, so entry points exit with status 2
 and one line). The pure parts live beside it: placement in :mod:`mae.ipu_stages`, optimizer state
-conversion in :mod:`mae.ipu_state`, host-side mixup and validation shards in :mod:`mae.ipu_mixup`.
+conversion in :mod:`mae.ipu_state`, host-side mixup and validation shards in :mod:`mae.ipu_mixup`,
+host-side masking matrices in :mod:`mae.ipu_masking`, the options' PopTorch rules in :mod:`mae.ipu_checks`
+(checked before anything is compiled). Training pipelines with ``AutoStage.AutoIncrement`` (the MAE
+decoder revisits IPU 0); inference is sharded, as the reference evaluates
+(``options.finetune_options(opt_type="eval")``): pipelined inference would need as many device
+iterations as stages.
 
     opts = make_options(cfg, ipus)                       # poptorch.Options from the config keys
     popt = to_poptorch_optimizer(optimizer, cfg, model)  # same groups, Adam moments and step carried
-    training = wrap_for_training(model, popt, cfg)       # MAE: images, noise -> loss
+    training = wrap_for_training(model, popt, cfg)       # MAE: images, target, keep/restore/mask -> loss
     training = wrap_classifier(model, popt, cfg)         # ViT: images, soft targets -> loss
     inference = wrap_inference(model, cfg)               # ViT: images -> logits
     loader = data_loader(opts, dataset, cfg, ...)        # poptorch.DataLoader (rebatched async)
@@ -20,7 +25,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from mae import ipu_state
+from mae import ipu_checks, ipu_masking, ipu_state
 from mae.errors import ConfigError, DeviceError
 from mae.ipu_mixup import soft_target_cross_entropy
 from mae.ipu_stages import _split_pipeline, assign_stages, ipus_per_replica  # noqa: F401 (re-exported)
@@ -80,7 +85,10 @@ def make_options(cfg: Any, ipus: int | None = None, training: bool = True):
     if cache:
         opts.enableExecutableCaching(str(cache))
     if ipus > 1:
-        opts.setExecutionStrategy(poptorch.PipelinedExecution(poptorch.AutoStage.AutoIncrement))
+        if training:
+            opts.setExecutionStrategy(poptorch.PipelinedExecution(poptorch.AutoStage.AutoIncrement))
+        else:  # the reference's evaluation: one batch flows through the IPUs in turn
+            opts.setExecutionStrategy(poptorch.ShardedExecution())
         opts.setAvailableMemoryProportion({f"IPU{i}": float(_get(cfg, "available_memory_proportion", 0.15))
                                            for i in range(ipus)})
     if training and _get(cfg, "rts", False):  # shard the optimizer state over the replicas
@@ -137,20 +145,17 @@ def optimizer_state(popt, optimizer: torch.optim.Optimizer, model: nn.Module) ->
 
 
 class IPUTrainingStep(nn.Module):
-    """The MAE forward as poptorch trains it: images (and masking noise) in, the loss out."""
+    """The MAE step as the reference trains it on IPUs: images, the fp32 target and the host-built
+    keep/restore/mask matrices in (:mod:`mae.ipu_masking`), masking by matmuls, the loss in fp32."""
 
-    def __init__(self, model: nn.Module, mask_ratio: float, half: bool = False):
+    def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.mask_ratio = float(mask_ratio)
-        self.half = half
 
-    def forward(self, imgs: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, imgs, target, keep, restore, mask) -> torch.Tensor:
         poptorch = require_poptorch()
-        if self.half:
-            imgs = imgs.half()
-        loss, _, _ = self.model(imgs, mask_ratio=self.mask_ratio, noise=noise)
-        return poptorch.identity_loss(loss, reduction="none")
+        pred = ipu_masking.matmul_forward(self.model, imgs, keep, restore)
+        return poptorch.identity_loss(ipu_masking.fp32_loss(pred, target, mask), reduction="none")
 
 
 class ClassifierStep(nn.Module):
@@ -178,19 +183,29 @@ class ClassifierEval(nn.Module):
         return self.model(imgs.half() if self.half else imgs).float()
 
 
-def _place(model: nn.Module, cfg: Any, classifier: bool) -> int:
-    """Put the blocks on the pipeline stages of ``cfg.pipeline``; return the IPUs per replica."""
+def _instances() -> int:
+    popdist = _popdist()
+    return int(popdist.getNumInstances()) if popdist is not None else 1
+
+
+def _place(model: nn.Module, cfg: Any, classifier: bool, training: bool) -> int:
+    """Check the options against PopTorch's rules, then put the blocks on the pipeline stages of
+    ``cfg.pipeline``; return the IPUs per replica."""
     pipeline = list(_get(cfg, "pipeline", []) or [])
-    if not pipeline:
-        return 1
-    enc_depth = len(getattr(model, "blocks", []))
-    dec_depth = len(getattr(model, "decoder_blocks", []))
-    ipus = ipus_per_replica(pipeline, enc_depth, dec_depth)
+    stages: dict = {}
+    ipus = 1
+    if pipeline:
+        enc_depth = len(getattr(model, "blocks", []))
+        dec_depth = len(getattr(model, "decoder_blocks", []))
+        ipus = ipus_per_replica(pipeline, enc_depth, dec_depth)
+        stages = assign_stages(pipeline, enc_depth, dec_depth, classifier=classifier)
     wanted = int(_get(cfg, "ipus_per_replica", ipus) or ipus)
     if wanted != ipus:
         raise ConfigError(f"config key `ipus_per_replica` is {wanted} but `pipeline` {pipeline!r} spans "
                           f"{ipus} IPUs; make them agree")
-    apply_stages(model, assign_stages(pipeline, enc_depth, dec_depth, classifier=classifier))
+    ipu_checks.check(cfg, list(stages.values()), training=training, instances=_instances())
+    if stages:
+        apply_stages(model, stages)
     return ipus
 
 
@@ -198,19 +213,17 @@ def wrap_for_training(model: nn.Module, optimizer, cfg: Any):
     """MAE pretraining: place ``model`` on the IPUs, cast to fp16 when ``cfg.half``, and return
     ``poptorch.trainingModel`` with options from :func:`make_options`."""
     poptorch = require_poptorch()
-    ipus = _place(model, cfg, classifier=False)
-    half = bool(_get(cfg, "half", False))
-    if half:
+    ipus = _place(model, cfg, classifier=False, training=True)
+    if _get(cfg, "half", False):
         model.half()
-    step = IPUTrainingStep(model, _get(cfg, "mask_ratio", 0.75), half=half)
-    return poptorch.trainingModel(step, options=make_options(cfg, ipus),
+    return poptorch.trainingModel(IPUTrainingStep(model), options=make_options(cfg, ipus),
                                   optimizer=to_poptorch_optimizer(optimizer, cfg))
 
 
 def wrap_classifier(model: nn.Module, optimizer, cfg: Any):
     """ViT finetuning: the pipelined classifier (fp16 when ``cfg.half``) as a poptorch.trainingModel."""
     poptorch = require_poptorch()
-    ipus = _place(model, cfg, classifier=True)
+    ipus = _place(model, cfg, classifier=True, training=True)
     if _get(cfg, "half", False):
         model.half()
     return poptorch.trainingModel(ClassifierStep(model), options=make_options(cfg, ipus),
@@ -218,9 +231,9 @@ def wrap_classifier(model: nn.Module, optimizer, cfg: Any):
 
 
 def wrap_inference(model: nn.Module, cfg: Any):
-    """ViT validation: the pipelined classifier as a poptorch.inferenceModel (logits out)."""
+    """ViT validation: the classifier sharded over its IPUs as a poptorch.inferenceModel (logits out)."""
     poptorch = require_poptorch()
-    ipus = _place(model, cfg, classifier=True)
+    ipus = _place(model, cfg, classifier=True, training=False)
     half = bool(_get(cfg, "half", False))
     if half:
         model.half()
@@ -236,13 +249,22 @@ def data_loader(opts, dataset, cfg: Any, *, shuffle: bool, collate_fn=None, drop
              "rebatch": poptorch.DataLoaderMode.AsyncRebatched}
     mode = modes[_get(cfg, "loader_mode", "rebatch")]
     workers = int(_get(cfg, "num_workers", 0) or 0)
+    batch_size = int(_get(cfg, "batch_size", 1))
     kwargs = {}
     if mode is not poptorch.DataLoaderMode.Sync:
         kwargs["async_options"] = {"load_indefinitely": True}
     if mode is poptorch.DataLoaderMode.AsyncRebatched:
-        kwargs["rebatched_worker_size"] = int(_get(cfg, "rebatched_worker_size", 128))
-    return poptorch.DataLoader(opts, dataset, batch_size=int(_get(cfg, "batch_size", 1)), shuffle=shuffle,
+        # PopTorch asserts rebatched_worker_size <= the combined batch (python/__init__.py, DataLoader)
+        kwargs["rebatched_worker_size"] = min(int(_get(cfg, "rebatched_worker_size", 128)),
+                                              combined_batch(opts, batch_size))
+    return poptorch.DataLoader(opts, dataset, batch_size=batch_size, shuffle=shuffle,
                                drop_last=drop_last, num_workers=workers, collate_fn=collate_fn,
                                persistent_workers=workers > 0, worker_init_fn=worker_init_fn,
                                auto_distributed_partitioning=auto_distributed_partitioning, mode=mode,
                                **kwargs)
+
+
+def combined_batch(opts, batch_size: int) -> int:
+    """Images of one model call: micro-batch x device iterations x replicas x gradient accumulation."""
+    return (batch_size * int(opts.device_iterations) * int(opts.replication_factor)
+            * int(opts.Training.gradient_accumulation))

@@ -4,7 +4,7 @@ Imported only for device ipu; the same runner interface as :mod:`mae.torch_run`.
 """
 from __future__ import annotations
 
-from mae import engine_ipu, fast_transforms, ipu, ipu_comm, ipu_mixup, optim, seeding
+from mae import engine_ipu, ipu, ipu_comm, ipu_masking, ipu_mixup, optim, seeding
 from mae.errors import DeviceError
 
 
@@ -55,27 +55,24 @@ class _Runner:
 class PretrainRunner(_Runner):
     def __init__(self, cfg, job, dataset, model, optimizer, lr: float):
         super().__init__(cfg, job, model, optimizer, lr, ipu.wrap_for_training)
-        self.dataset, self.num_patches = dataset, model.num_patches
-        # uint8 samples (mae.pretrain), each batch normalised in the loader's workers
-        self.loader = ipu.data_loader(self.training.options, dataset, cfg, shuffle=True,
-                                      collate_fn=fast_transforms.collate_normalized)
+        self.dataset = dataset
+        # uint8 samples (mae.pretrain); each batch normalised, its target and masking matrices built in
+        # the loader's workers, as the reference builds them in its dataset (mae.ipu_masking)
+        collate = ipu_masking.MaskingCollate(model, cfg.mask_ratio, job.precision.half)
+        self.loader = ipu.data_loader(self.training.options, dataset, cfg, shuffle=True, collate_fn=collate)
         self._check_steps(dataset)
 
     def describe(self) -> str:
         return self._describe("pretrain", len(self.dataset))
 
     def example(self):
-        import torch
-
-        imgs, _ = next(iter(self.loader))
-        noise = torch.rand(imgs.shape[0], self.num_patches)
-        return imgs, noise.half() if self.job.precision.half else noise
+        return next(iter(self.loader))
 
     def train(self, epoch: int, jsonl) -> dict:
         seeding.seed_epoch(self.cfg.seed, epoch, self.job.info.rank)
         return engine_ipu.pretrain_one_epoch(
             self.training, self.loader, self.popt, self.scales, epoch, self.cfg, self.job.info, self.lr, jsonl,
-            self.reduce, self.num_patches, self.job.precision.half)
+            self.reduce)
 
 
 class FinetuneRunner(_Runner):
@@ -92,6 +89,14 @@ class FinetuneRunner(_Runner):
 
     def example(self):
         return next(iter(self.loader))
+
+    def compile(self) -> None:
+        """Compile the training model and the validation inference model (filling the cache with both):
+        finetuning reaches the inference model at the end of its first epoch. The training model gives
+        the IPUs up for it (the job ends after compiling)."""
+        super().compile()
+        self.training.detachFromDevice()
+        evaluate(self.factory(self.cfg), self.dataset, self.cfg, self.job, compile_only=True)
 
     def train(self, epoch: int, log) -> dict:
         seeding.seed_epoch(self.cfg.seed, epoch, self.job.info.rank)
@@ -118,11 +123,12 @@ def evaluate(model, dataset, cfg, job, compile_only: bool = False) -> dict:
     per_call = int(cfg.batch_size) * int(opts.replication_factor) * int(cfg.device_iterations)
     shard = ipu_mixup.PaddedShard(dataset, job.info.rank, job.info.world_size, per_call)
     loader = ipu.data_loader(opts, shard, cfg, shuffle=False, drop_last=True, auto_distributed_partitioning=False)
-    if compile_only:
-        imgs, _, _ = next(iter(loader))
-        inference.compile(imgs.half() if job.precision.half else imgs)
-        return {}
     try:
+        if compile_only:
+            imgs, _, _ = next(iter(loader))
+            inference.compile(imgs)
+            return {}
         return engine_ipu.evaluate(inference, loader, job.info, ipu_comm.instance_sum(cfg), cfg.print_freq)
     finally:
-        inference.detachFromDevice()
+        if inference.isAttachedToDevice():
+            inference.detachFromDevice()

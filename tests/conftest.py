@@ -28,3 +28,13 @@ def pytest_runtest_makereport(item, call):
 from cluster_fixtures import cluster, deployed, project_source, runs_dir  # noqa: E402,F401
 # The real Slurm cluster fixture (slurm): tests/slurm_fixtures.py
 from slurm_fixtures import slurm  # noqa: E402,F401
+
+
+@pytest.fixture
+def poptorch_standin(monkeypatch):
+    """The SDK-free PopTorch STAND-IN (tests/standins/poptorch_standin) as ``poptorch``, for one test."""
+    from standins import poptorch_standin
+
+    monkeypatch.setitem(__import__("sys").modules, "poptorch", poptorch_standin)
+    monkeypatch.setitem(__import__("sys").modules, "poptorch.optim", poptorch_standin.optim)
+    return poptorch_standin
