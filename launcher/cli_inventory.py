@@ -30,10 +30,12 @@ def inventory():
 @click.option("--workdir", default="~/mae-launch", show_default=True, help="paths.workdir on every host.")
 @click.option("--venv", default=".venv", show_default=True, help="paths.venv (relative: inside the workdir).")
 @click.option("--data", help="paths.data: the dataset on every host.")
+@click.option("--master-port", type=click.IntRange(1, 65535), default=29500, show_default=True,
+              help="network.master_port: the rendezvous port on the first host.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False),
               help="Where to write it [default: inventories/NAME.yml if ./inventories exists, else NAME.yml].")
 def new(name, pattern, hostfile, slurm, partition, launcher, ssh_config, user, identity_file, known_hosts,
-        workdir, venv, data, output):
+        workdir, venv, data, master_port, output):
     """Write a commented inventory NAME from hosts already written down elsewhere, then check it.
 
     One source: --from-ssh-config PATTERN, --hostfile FILE or --slurm. The file is validated before
@@ -50,7 +52,7 @@ def new(name, pattern, hostfile, slurm, partition, launcher, ssh_config, user, i
     req = newinventory.Request(
         name=name, path=path, ssh_config=Path(ssh_config).expanduser(), from_ssh_config=pattern,
         hostfile=Path(hostfile) if hostfile else None, slurm=slurm, partition=partition, ssh=ssh,
-        workdir=workdir, venv=venv, data=data)
+        workdir=workdir, venv=venv, data=data, master_port=master_port)
     written = newinventory.write(req)
     click.echo(f"wrote {written}")
     click.echo(f"next: mae-launch check -i {written}")

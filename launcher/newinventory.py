@@ -61,6 +61,7 @@ class Request:
     workdir: str = "~/mae-launch"
     venv: str = ".venv"
     data: Optional[str] = None
+    master_port: int = 29500
 
 
 def default_path(name: str, cwd: Path) -> Path:
@@ -103,17 +104,18 @@ def _schema_path(path: Path) -> str:
     return str(SCHEMA_FILE)
 
 
-def render(req: Request) -> str:
-    """The inventory text for `req`, validated with the project's loader."""
+def render(req: Request, slurm_found: Optional[dict] = None) -> str:
+    """The inventory text for `req`, validated with the project's loader. `slurm_found`: what
+    slurminfo.section gives (default: asked of this host's Slurm)."""
     sources = [req.from_ssh_config is not None, req.hostfile is not None, req.slurm]
     if sum(sources) != 1:
         raise UserError("give one source: --from-ssh-config PATTERN, --hostfile FILE or --slurm")
     data = dict(name=req.name, path=str(req.path), ssh=req.ssh, workdir=req.workdir, venv=req.venv,
                 data=req.data, hosts=[], nproc=None, slurm=None, notes={}, host_note=False, slurm_default=False,
-                settings_from=None, schema_path=_schema_path(req.path))
+                master_port=req.master_port, settings_from=None, schema_path=_schema_path(req.path))
     if req.slurm:
         from launcher import slurminfo
-        found = slurminfo.slurm_section(req.partition)
+        found = slurm_found or slurminfo.slurm_section(req.partition)
         data.update(slurm=found["slurm"], notes=found["notes"], slurm_default=req.partition is None,
                     source="the partitions Slurm reports on this machine (scontrol show partition, sinfo)")
     else:

@@ -61,12 +61,14 @@ def _run(argv: list) -> str:
     return p.stdout
 
 
+def section(chosen: dict, gres_text: str) -> dict:
+    """The inventory's `slurm:` values for one partition record and its nodes' `sinfo %G` lines,
+    with `notes` (total nodes, time limit) for the comments."""
+    section = {"partition": chosen.get("PartitionName"), "nodes": 1, "gpus_per_node": gpus_per_node(gres_text)}
+    return {"slurm": section, "notes": {"nodes": chosen.get("TotalNodes"), "time": chosen.get("MaxTime")}}
+
+
 def slurm_section(partition=None) -> dict:
-    """The inventory's `slurm:` values read from this host's Slurm, plus `_notes` for comments."""
+    """`section` of the partition named (default: the default one), asked of this host's Slurm."""
     chosen = pick(parse_partitions(_run(["scontrol", "--oneliner", "show", "partition"])), partition)
-    name = chosen.get("PartitionName")
-    gpus = gpus_per_node(_run(["sinfo", "--noheader", "--partition", name, "--format", "%G"]))
-    section = {"partition": name, "nodes": 1, "gpus_per_node": gpus}
-    notes = {"nodes": chosen.get("TotalNodes"), "time": chosen.get("MaxTime"),
-             "default_time": chosen.get("DefaultTime")}
-    return {"slurm": section, "notes": notes}
+    return section(chosen, _run(["sinfo", "--noheader", "--partition", chosen.get("PartitionName", ""), "--format", "%G"]))
