@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from launcher.inventory import load_inventory
+from launcher.plan import plan_job
 from launcher.runs import RunRecord, RunStore
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -26,19 +27,25 @@ def complete(words: str, runs_dir, cwd=ROOT) -> list:
 
 
 @pytest.fixture
-def two_runs(tmp_path):
+def runs(tmp_path):
     store = RunStore(tmp_path / "runs")
     inv = load_inventory(ROOT / "inventories" / "local.yml")
     for run_id in ("20261201-1200-aaaa", "20261202-0900-bbbb"):
         store.create(RunRecord.new(run_id, inv, ["mae-launch", "pretrain"]), inv.snapshot())
+    gpu = load_inventory(ROOT / "inventories" / "gpu-cluster.yml")   # a run on gpu01, gpu02
+    run = store.create(RunRecord.new("20261203-0800-cccc", gpu, ["mae-launch", "pretrain"]), gpu.snapshot())
+    run.add_job(plan_job(gpu, "pretrain", run.id))
+    store.save(run)
     return tmp_path / "runs"
 
 
-def test_run_ids_newest_first(two_runs):
-    assert complete("mae-launch status ", two_runs) == [("plain", "20261202-0900-bbbb"), ("plain", "20261201-1200-aaaa")]
-    assert complete("mae-launch logs 20261201", two_runs) == [("plain", "20261201-1200-aaaa")]
-    assert complete("mae-launch clean 20261201-1200-aaaa 2026", two_runs)[0] == ("plain", "20261202-0900-bbbb")
-    assert complete("mae-launch fetch ", two_runs)[0] == ("plain", "20261202-0900-bbbb")
+def test_run_ids_newest_first(runs):
+    assert complete("mae-launch status ", runs) == [("plain", "20261203-0800-cccc"), ("plain", "20261202-0900-bbbb"),
+                                                        ("plain", "20261201-1200-aaaa")]
+    assert complete("mae-launch logs 20261201", runs) == [("plain", "20261201-1200-aaaa")]
+    assert complete("mae-launch clean 20261201-1200-aaaa 20261202", runs) == [("plain", "20261202-0900-bbbb")]
+    assert complete("mae-launch fetch 20261202", runs) == [("plain", "20261202-0900-bbbb")]
+    assert complete("mae-launch logs 20261203-0800-cccc --host gpu", runs) == [("plain", "gpu01"), ("plain", "gpu02")]
 
 
 def test_jobs_hosts_and_inventories(tmp_path):
