@@ -8,21 +8,24 @@ from the inventory given with -i; inventories are the project's inventories/ and
 import glob
 import os
 
-from click.shell_completion import CompletionItem
-
 from launcher.jobs import JOB_NAMES
+
+
+def _items(values, incomplete: str, **kwargs) -> list:
+    from click.shell_completion import CompletionItem  # imported only when completing
+    return [CompletionItem(v, **kwargs) for v in values if v.startswith(incomplete)]
 
 
 def complete_run(ctx, param, incomplete: str) -> list:
     try:
         from launcher.runs import RunStore
-        return [CompletionItem(i) for i in reversed(RunStore().list_ids()) if i.startswith(incomplete)]
+        return _items(reversed(RunStore().list_ids()), incomplete)
     except Exception:
         return []
 
 
 def complete_job(ctx, param, incomplete: str) -> list:
-    return [CompletionItem(j) for j in JOB_NAMES if j.startswith(incomplete)]
+    return _items(JOB_NAMES, incomplete)
 
 
 def _host_names(ctx) -> list:
@@ -42,7 +45,7 @@ def _host_names(ctx) -> list:
 
 def complete_host(ctx, param, incomplete: str) -> list:
     try:
-        return [CompletionItem(h) for h in _host_names(ctx) if h.startswith(incomplete)]
+        return _items(_host_names(ctx), incomplete)
     except Exception:
         return []
 
@@ -52,12 +55,8 @@ def complete_inventory(ctx, param, incomplete: str) -> list:
     try:
         from launcher.inventory import PACKAGE_ROOT
         names = sorted(os.path.basename(p)[:-4] for p in glob.glob(str(PACKAGE_ROOT / "inventories" / "*.yml")))
-        out = [CompletionItem(n) for n in names if n.startswith(incomplete)]
-        for path in sorted(glob.glob(glob.escape(os.path.expanduser(incomplete)) + "*")):
-            if os.path.isdir(path):
-                out.append(CompletionItem(path + "/", type="plain"))
-            elif path.endswith((".yml", ".yaml")):
-                out.append(CompletionItem(path))
-        return out
+        paths = sorted(glob.glob(glob.escape(os.path.expanduser(incomplete)) + "*"))
+        return _items(names, incomplete) + _items(
+            [p + "/" if os.path.isdir(p) else p for p in paths if os.path.isdir(p) or p.endswith((".yml", ".yaml"))], "")
     except Exception:
         return []
