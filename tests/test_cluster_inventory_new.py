@@ -5,7 +5,6 @@ captured output in tests/test_inventory_new.py; the real-Slurm test is not writt
 import pytest
 import yaml
 
-from cluster import _free_port
 from cluster_fixtures import run_cli
 
 pytestmark = pytest.mark.cluster
@@ -26,7 +25,7 @@ def _ssh_config(cluster, path, with_keys=True):
 def _new(tmp_path, cluster, *args):
     out = tmp_path / "new.yml"
     p = run_cli(["inventory", "new", "loop", "-o", out, "--venv", cluster.venv, "--workdir", tmp_path / "work",
-                 "--master-port", _free_port(cluster.hosts[0].address), *args], timeout=60, check=0)
+                 "--master-port", cluster.inventory_data()["network"]["master_port"], *args], timeout=60, check=0)
     assert p.stdout.splitlines()[-1] == f"next: mae-launch check -i {out}", p.stdout
     return out
 
