@@ -6,8 +6,9 @@ templates/inventory.yml.j2 (commented, with the schema line editors read); it is
 validated with the project's own loader before it is written, and an existing file is never
 overwritten.
 
-Hosts found in the user's own ~/.ssh/config are written by name only: mae-launch's connections read
-that file. From any other config file (`--ssh-config FILE`), the settings ssh resolves there
+Hosts found in the user's own ~/.ssh/config are written by name only (plus `known_hosts` where the
+file sets UserKnownHostsFile: host keys are verified against the inventory's known_hosts, default
+~/.ssh/known_hosts); mae-launch's connections read the rest from that file. From any other config file (`--ssh-config FILE`), the settings ssh resolves there
 (address, port, user, key, known_hosts, proxy jump) are written for each host, because connections
 read ~/.ssh/config only.
 """
@@ -92,7 +93,10 @@ def _hosts(req: Request) -> tuple:
         source = f"the hostfile {req.hostfile}"
     own = _own_config(req.ssh_config)
     for host in hosts:
-        host["settings"] = {} if own else sshconfig.settings(host["name"], req.ssh_config)
+        found = sshconfig.settings(host["name"], req.ssh_config)
+        # connections honour ~/.ssh/config's HostName, Port, User, IdentityFile and ProxyJump, but
+        # verify host keys against the inventory's known_hosts (default ~/.ssh/known_hosts) only
+        host["settings"] = {k: v for k, v in found.items() if k == "known_hosts"} if own else found
     return hosts, nproc, source, own
 
 

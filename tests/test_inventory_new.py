@@ -101,11 +101,13 @@ def test_hostfile_inventory_is_valid_and_never_overwritten(tmp_path):
 def test_own_ssh_config_gives_names_only(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / ".ssh").mkdir()
-    (tmp_path / ".ssh" / "config").write_text("Host gpu01 gpu02\n  User mae\n  HostName 10.0.0.1\n")
+    (tmp_path / ".ssh" / "config").write_text("Host gpu01 gpu02\n  User mae\n  HostName 10.0.0.1\n"
+                                              "Host gpu02\n  UserKnownHostsFile /etc/lab_known_hosts\n")
     out = tmp_path / "mine.yml"
     res = _new(tmp_path, "--from-ssh-config", "gpu*", "-o", out)
     assert res.exit_code == 0, res.output
-    assert yaml.safe_load(out.read_text())["hosts"] == [{"name": "gpu01"}, {"name": "gpu02"}]
+    assert yaml.safe_load(out.read_text())["hosts"] == [{"name": "gpu01"},
+                                                        {"name": "gpu02", "known_hosts": "/etc/lab_known_hosts"}]
     assert "come from ~/.ssh/config when mae-launch connects" in out.read_text()
 
 
