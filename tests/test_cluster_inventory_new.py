@@ -1,7 +1,7 @@
 """`mae-launch inventory new` writes inventories that pass `mae-launch check` on the loopback cluster:
 from the Host entries of an OpenSSH config file (each host's settings resolved by `ssh -G`), and
-from a DeepSpeed/MPI hostfile (slots become nproc_per_node). The `--slurm` source is tested on
-captured output in tests/test_inventory_new.py; the real-Slurm test is not written yet."""
+from a DeepSpeed/MPI hostfile (slots become nproc_per_node). The `--slurm` source: on captured
+output in tests/test_inventory_new.py, on the real Slurm test cluster in tests/test_slurm_inventory_new.py."""
 import pytest
 import yaml
 

@@ -130,7 +130,7 @@ def test_refusals_are_one_line(tmp_path, monkeypatch, args, words):
 @pytest.mark.parametrize("gres, gpus", [("gpu:8\n", 8), ("(null)\n", None)])
 def test_slurm_inventory_from_captured_output_is_valid(tmp_path, gres, gpus):
     """The --slurm text for a partition as scontrol/sinfo print it (captured output above: no Slurm
-    runs here; the real-Slurm cluster test of --slurm is still to be written)."""
+    runs here; tests/test_slurm_inventory_new.py asks the real Slurm test cluster)."""
     from launcher import newinventory
     found = slurminfo.section(slurminfo.pick(slurminfo.parse_partitions(ONELINER)), gres)
     req = newinventory.Request(name="hpc", path=tmp_path / "hpc.yml", slurm=True)
