@@ -25,6 +25,7 @@ from launcher import hostfile, sshconfig
 from launcher.errors import UserError
 from launcher.inventory import PACKAGE_ROOT, parse_inventory
 from launcher.render import make_environment
+from launcher.schema import NAME_PATTERN
 
 SCHEMA_FILE = PACKAGE_ROOT / "inventories" / "inventory.schema.json"
 _PLAIN = re.compile(r"^[A-Za-z0-9_./~][A-Za-z0-9_./~@:+-]*$")
@@ -93,6 +94,9 @@ def _hosts(req: Request) -> tuple:
         source = f"the hostfile {req.hostfile}"
     own = _own_config(req.ssh_config)
     for host in hosts:
+        if own and not req.ssh_config.is_file():  # no ~/.ssh/config: nothing to read
+            host["settings"] = {}
+            continue
         found = sshconfig.settings(host["name"], req.ssh_config)
         # connections honour ~/.ssh/config's HostName, Port, User, IdentityFile and ProxyJump, but
         # verify host keys against the inventory's known_hosts (default ~/.ssh/known_hosts) only
@@ -111,6 +115,9 @@ def _schema_path(path: Path) -> str:
 def render(req: Request, slurm_found: Optional[dict] = None) -> str:
     """The inventory text for `req`, validated with the project's loader. `slurm_found`: what
     slurminfo.section gives (default: asked of this host's Slurm)."""
+    if not re.match(NAME_PATTERN, req.name):
+        raise UserError(f"inventory name {req.name!r} is not a plain name (letters, digits, '.', '_', '-'; "
+                        "not starting with '.' or '-'); choose one such as gpu-lab")
     sources = [req.from_ssh_config is not None, req.hostfile is not None, req.slurm]
     if sum(sources) != 1:
         raise UserError("give one source: --from-ssh-config PATTERN, --hostfile FILE or --slurm")

@@ -98,6 +98,15 @@ def test_hostfile_inventory_is_valid_and_never_overwritten(tmp_path):
                                        "give another name or --output PATH"]
 
 
+def test_hostfile_without_any_ssh_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))                  # no ~/.ssh/config at all
+    (tmp_path / "hf").write_text("10.0.0.1 slots=2\n10.0.0.2 slots=2\n")
+    res = _new(tmp_path, "--hostfile", tmp_path / "hf", "-o", tmp_path / "mine.yml")
+    assert res.exit_code == 0, res.output
+    assert yaml.safe_load((tmp_path / "mine.yml").read_text())["hosts"] == [
+        {"name": "10.0.0.1", "slots": 2}, {"name": "10.0.0.2", "slots": 2}]
+
+
 def test_own_ssh_config_gives_names_only(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / ".ssh").mkdir()
@@ -140,3 +149,11 @@ def test_slurm_inventory_from_captured_output_is_valid(tmp_path, gres, gpus):
     assert inv.scheduler == "slurm" and inv.slurm.partition == "debug" and inv.slurm.gpus_per_node == gpus
     assert "(the partition allows UNLIMITED)" in text and "(49 nodes)" in text
     assert inv.jobs["pretrain"].nproc_per_node == (gpus or 1)
+
+
+def test_a_name_that_is_not_plain_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hf").write_text("a slots=1\n")
+    res = CliRunner().invoke(main, ["inventory", "new", "../my x", "--hostfile", "hf"])
+    assert res.exit_code == 2 and res.output.startswith("error: inventory name '../my x' is not a plain name"), res.output
+    assert list(tmp_path.iterdir()) == [tmp_path / "hf"]
