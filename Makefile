@@ -21,12 +21,13 @@ CONSTRAINTS_SDK := constraints/torch-2.0.1.txt
 # the Pythons of the SDK's Ubuntu releases (20.04: 3.8, 22.04: 3.10): .[test] must resolve for each
 SDK_PYTHONS ?= 3.8 3.10
 
-.PHONY: help install install-ipu test test-convergence test-faults test-fast test-sdk-compat demo data bench remap deploy cluster-up cluster-down slurm-up slurm-down clean
+.PHONY: help install install-ipu test test-convergence test-faults test-fast test-sdk-compat demo data bench remap deploy schema cluster-up cluster-down slurm-up slurm-down clean
 
 help:
 	@echo "make install   create $(VENV) with pinned torch/torchvision and the project (editable)"
 	@echo "make demo      run the demo on this machine (digits dataset, created when absent)"
 	@echo "make data      write the digits dataset (1,797 small images from scikit-learn) to data/digits"
+	@echo "make schema    regenerate inventories/inventory.schema.json (the inventory's JSON Schema, for editors)"
 	@echo "make install-ipu SDK=/path/to/poplar_sdk  create $(IPU_VENV) beside the Poplar SDK (its poptorch, torch 2.0.1)"
 	@echo "make test      run the test suite (cluster and slow tests included), all but convergence and injected faults"
 	@echo "make test-convergence  train the digits pipeline (pretrain, finetune, validate) to its accuracy bar"
@@ -93,6 +94,9 @@ remap: $(PY)
 
 data: $(PY)
 	$(PY) -m mae.data digits --out data/digits
+
+schema: $(PY)
+	$(PY) -m launcher inventory schema > inventories/inventory.schema.json
 
 demo: install remap data
 	$(PY) -m launcher pipeline --inventory inventories/local.yml

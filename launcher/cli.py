@@ -38,7 +38,7 @@ COMMANDS = {
     **{job: "cli_jobs:JOB_COMMANDS" for job in JOB_NAMES}, "pipeline": "cli_jobs:pipeline",
     "runs": "cli_runs:runs_command", "status": "cli_runs:status", "logs": "cli_runs:logs", "stop": "cli_runs:stop",
     "clean": "cli_runs:clean", "fetch": "cli_fetch:fetch_command", "tensorboard": "cli_fetch:tensorboard_command",
-    "bench": "cli_bench:bench",
+    "bench": "cli_bench:bench", "inventory": "cli_inventory:inventory",
 }
 
 

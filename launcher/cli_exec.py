@@ -3,12 +3,13 @@ import sys
 
 import click
 from launcher import execute, layout, options, report, selection
+from launcher.completion import complete_host
 from launcher.errors import UserError
 
 
 @click.command(name="exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @options.inventory_option
-@click.option("--host", "hosts", multiple=True, metavar="HOST", help="Only this host (name, range or pattern; repeatable).")
+@click.option("--host", "hosts", multiple=True, metavar="HOST", shell_complete=complete_host, help="Only this host (name, range or pattern; repeatable).")
 @click.option("--exclude", "excludes", multiple=True, metavar="HOST", help="Not this host (repeatable).")
 @click.option("--no-venv", is_flag=True, help="Do not activate the inventory's virtualenv first.")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",

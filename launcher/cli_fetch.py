@@ -8,9 +8,10 @@ import sys
 import click
 
 from launcher import report, retrieve
+from launcher.completion import complete_job, complete_run
 
-RUN_ARG = click.argument("run_id", metavar="[RUN]", required=False)
-JOB_OPT = click.option("--job", default=None, metavar="JOB", help="Only this job of the run (default: every job).")
+RUN_ARG = click.argument("run_id", metavar="[RUN]", required=False, shell_complete=complete_run)
+JOB_OPT = click.option("--job", default=None, metavar="JOB", shell_complete=complete_job, help="Only this job of the run (default: every job).")
 TO_OPT = click.option("--to", "to", default=None, metavar="DIR", help="Copy into DIR instead of runs/<RUN>/.")
 
 

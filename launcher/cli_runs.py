@@ -7,12 +7,13 @@ from rich.markup import escape
 
 from launcher import clean as clean_mod
 from launcher import cli_slurm, control, layout, options, report
+from launcher.completion import complete_host, complete_job, complete_run
 from launcher.errors import UserError
 from launcher.logs import LogPrinter
 from launcher.runs import RunStore, to_json
 
-RUN_ARG = click.argument("run_id", metavar="[RUN]", required=False)
-JOB_OPT = click.option("--job", default=None, metavar="JOB", help="Which job of the run (default: the last started).")
+RUN_ARG = click.argument("run_id", metavar="[RUN]", required=False, shell_complete=complete_run)
+JOB_OPT = click.option("--job", default=None, metavar="JOB", shell_complete=complete_job, help="Which job of the run (default: the last started).")
 
 
 JSON_OPT = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
@@ -98,7 +99,7 @@ def _status_rows(run, rec, results) -> list[dict]:
 @RUN_ARG
 @JOB_OPT
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job ends on every host.")
-@click.option("--host", "host_names", multiple=True, metavar="HOST", help="Only this host (repeatable).")
+@click.option("--host", "host_names", multiple=True, metavar="HOST", shell_complete=complete_host, help="Only this host (repeatable).")
 @click.option("--rank", "ranks", multiple=True, type=click.IntRange(0), metavar="R",
               help="Only this global rank's own log (repeatable), e.g. the full Python error of a failed rank.")
 @click.option("--lines", "-n", default=20, show_default=True, type=click.IntRange(0, 100000),
@@ -155,7 +156,7 @@ def stop(run_id, grace):
 
 
 @click.command()
-@click.argument("run_ids", metavar="[RUN]...", nargs=-1)
+@click.argument("run_ids", metavar="[RUN]...", nargs=-1, shell_complete=complete_run)
 @click.option("--older-than", "age", default=None, metavar="AGE", help="Every run created more than AGE ago (7d, 12h, 2w).")
 @click.option("--outputs", is_flag=True, help="Remove the runs' outputs (checkpoints, metrics) on the hosts too, "
               "after listing them.")

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from launcher.completion import complete_host, complete_inventory
 from launcher.errors import UserError
 from launcher.adjust import adjust
 from launcher.inventory import PACKAGE_ROOT, load_inventory
@@ -44,7 +45,7 @@ def inventory_option(func):
     """`--inventory PATH` (env MAE_LAUNCH_INVENTORY, default inventories/local.yml)."""
     return click.option(
         "--inventory", "-i", "inventory_path", default=DEFAULT_INVENTORY, show_default=True,
-        envvar="MAE_LAUNCH_INVENTORY", metavar="PATH",
+        envvar="MAE_LAUNCH_INVENTORY", metavar="PATH", shell_complete=complete_inventory,
         help="Inventory YAML: a path, or a name under the project's inventories/ (e.g. pod64).")(func)
 
 
@@ -90,9 +91,9 @@ def load(inventory_path: str, connecting: bool = True):
 def adjust_options(func):
     """`--host/--exclude` (a subset of the hosts), `--env K=V` and `-- ARGS...` (program arguments)."""
     for deco in reversed([
-        click.option("--host", "hosts", multiple=True, metavar="HOST",
+        click.option("--host", "hosts", multiple=True, metavar="HOST", shell_complete=complete_host,
                      help="Run on this host only (name, range or pattern; repeatable): ranks are recomputed."),
-        click.option("--exclude", "excludes", multiple=True, metavar="HOST", help="Leave this host out (repeatable)."),
+        click.option("--exclude", "excludes", multiple=True, metavar="HOST", shell_complete=complete_host, help="Leave this host out (repeatable)."),
         click.option("--env", "envs", multiple=True, metavar="K=V",
                      help="Extra environment variable for the job (repeatable; secrets only from the inventory)."),
         click.argument("program_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- ARGS...]"),

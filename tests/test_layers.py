@@ -14,9 +14,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAYERS = [
     ["__main__"],
     ["cli"],
-    ["cli_hosts", "cli_jobs", "cli_render", "cli_runs", "cli_fetch", "cli_exec", "cli_bench"],  # commands: parse, call, print
+    ["cli_hosts", "cli_jobs", "cli_render", "cli_runs", "cli_fetch", "cli_exec", "cli_bench",
+     "cli_inventory"],                                         # commands: parse, call, print
     ["cli_slurm"],                                             # status/logs/stop of Slurm runs
     ["options", "benchjob"],                                   # benchjob: a benchmark variant as a job
+    ["completion"],                                            # shell completion of run ids, jobs, hosts, inventories
     ["orchestrate", "control", "retrieve", "benchrun", "benchresults"],  # run a job / pipeline; act on runs; benchmarks
     ["slurm_orchestrate"],                                     # submit / follow Slurm jobs
     ["slurm_supervise"],                                       # follow one Slurm job
@@ -33,12 +35,13 @@ LAYERS = [
     ["remote"],                                                # transport: Target, fan-out
     ["ssh", "keptshell"],                                      # keptshell: one long-lived shell per host for polls
     ["chanread"],                                              # reading a paramiko channel (no OS pipe)
+    ["newinventory", "inventoryschema"],                       # inventory new / inventory schema
     ["report", "logs", "layout", "benchspec"],                 # what people read; benchmark specs
     ["render", "knownhosts"],
     ["adjust"],                                                # launch adjustments (--host, --env, -- ARGS)
     ["inventory"],
     ["model"],                                                 # Host, Job, Inventory: the resolved inventory
-    ["messages", "selection"],
+    ["messages", "selection", "sshconfig", "hostfile", "slurminfo"],  # hosts written down elsewhere
     ["schema", "yamlfile"],
     ["jobs", "paths", "hostrange", "errors", "addresses", "ownfiles"],  # pure data and small types
 ]

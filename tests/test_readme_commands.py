@@ -47,6 +47,9 @@ def test_readme_command_line(line):
         res = CliRunner().invoke(main, argv, env={"MAE_LAUNCH_INVENTORY": None})
         assert res.exit_code == 0, f"{line}\n{res.output}"
         return
+    if hasattr(command, "get_command") and args and not args[0].startswith("-"):  # a group: its subcommand
+        name, command, args = f"{name} {args[0]}", command.get_command(None, args[0]), args[1:]
+        assert command is not None, f"README shows an unknown subcommand: {line}"
     ctx = command.make_context(name, list(args))  # raises on an unknown option or a bad value
     ctx.close()
-    assert CliRunner().invoke(main, [name, "--help"]).exit_code == 0
+    assert CliRunner().invoke(main, [*name.split(), "--help"]).exit_code == 0
