@@ -174,7 +174,7 @@ def setup_state(inv, host, kv: dict) -> tuple:
         return True, "up to date"
     if recorded:
         return False, "needs setup (changed since the last one)"
-    return (False if inv.spec.setup else None), "needs setup (never run)"
+    return (False if inv.spec.setup.commands else None), "needs setup (never run)"
 
 
 def grid(rows: dict) -> layout.Grid:

@@ -197,6 +197,17 @@ JobsSpec = create_model(
     **{f"{name}_": (Optional[JobSpec], Field(None, alias=name)) for name in JOB_NAMES})
 
 
+SetupLine = Annotated[str, StringConstraints(pattern=PATH_PATTERN, max_length=8192)]
+
+
+class SetupSpec(Spec):
+    """`setup:` as a mapping; a plain list is its `commands`. `extras`: optional parts of the project
+    installed into the venv too (`wandb`: also installed when a job passes `--wandb`)."""
+
+    commands: list[SetupLine] = []
+    extras: list[Literal["wandb"]] = []
+
+
 class InventorySpec(Spec):
     name: Name
     launcher: Literal["poprun", "torchrun"]
@@ -211,8 +222,13 @@ class InventorySpec(Spec):
     network: NetworkSpec = NetworkSpec()
     poprun: PoprunSpec = PoprunSpec()
     env: dict[EnvName, EnvValue] = {}
-    setup: list[Annotated[str, StringConstraints(pattern=PATH_PATTERN, max_length=8192)]] = []
+    setup: SetupSpec = SetupSpec()
     jobs: JobsSpec
+
+    @field_validator("setup", mode="before")
+    @classmethod
+    def _setup_commands(cls, value):
+        return {"commands": value} if isinstance(value, list) else value
 
     @field_validator("hosts", mode="before")
     @classmethod
