@@ -66,6 +66,7 @@ class SshSettings(Spec):
     connect_timeout: Optional[float] = Field(None, gt=0, le=3600)
     host_timeout: Optional[float] = Field(None, gt=0, le=7 * 86400)  # default 60: see inventory.DEFAULT_HOST_TIMEOUT
     control_persist: Optional[float] = Field(None, ge=0, le=86400)  # default 60: see launcher/openssh.py; 0 = off
+    ssh_config: Optional[PathStr] = None  # the OpenSSH client config file read for these hosts (ssh -F); default ~/.ssh/config
 
     @field_validator("proxy_jump")
     @classmethod
@@ -113,6 +114,11 @@ class NetworkSpec(Spec):
     interface: Optional[Interface] = None
     master_port: Port = 29500
     rendezvous: Literal["static", "c10d"] = "static"
+    # the rendezvous address every host connects to (default: the controller's address on `interface`,
+    # else its HostName as OpenSSH resolves it)
+    master_addr: Optional[Address] = None
+    # seconds for the ranks to start (the rendezvous to form) before the run is stopped on every host
+    rendezvous_timeout: float = Field(120.0, gt=0, le=86400)
 
 
 class PoprunSpec(Spec):

@@ -33,7 +33,7 @@ LAYERS = [
     ["ssh", "keptshell"],                                      # keptshell: one long-lived shell per host for polls
     ["chanread"],                                              # reading a paramiko channel (no OS pipe)
     ["report", "logs", "layout", "benchspec"],                 # what people read; benchmark specs
-    ["render", "knownhosts"],
+    ["render", "knownhosts", "sshconf"],                       # sshconf: OpenSSH's view of a host (ssh -G)
     ["adjust"],                                                # launch adjustments (--host, --env, -- ARGS)
     ["inventory"],
     ["model"],                                                 # Host, Job, Inventory: the resolved inventory
