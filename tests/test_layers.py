@@ -22,7 +22,7 @@ LAYERS = [
     ["slurm_supervise"],                                       # follow one Slurm job
     ["supervise"],                                             # follow a run, fail fast
     ["hostops", "slurmops", "artifacts", "deploy", "check", "fetch", "execute", "setup", "clean"],  # operations on hosts
-    ["workdirs"],                                              # is a workdir ours to replace?
+    ["workdirs", "rendezvous"],                                # is a workdir ours to replace? the rendezvous address
     ["buildshare", "openssh"],                                 # compile once; multiplexed OpenSSH
     ["plan", "provision"],                                     # inventory x job x run -> JobPlan
     ["backends"],
