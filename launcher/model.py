@@ -37,10 +37,10 @@ class Host:
     # filled by launcher/sshconf.resolve from OpenSSH's effective settings (ssh -G) where the inventory
     # leaves a key unset; empty on a Host as loaded
     proxy_command: Optional[str] = None
-    known_hosts_files: tuple = ()
+    known_hosts_files: str = ""      # whitespace-separated, as OpenSSH's UserKnownHostsFile
     host_key_alias: Optional[str] = None
     alive_interval: Optional[int] = None
-    identity_files: tuple = ()
+    identity_files: str = ""         # one path a line
     identities_from_config: bool = False
     identity_agent: Optional[str] = None
     resolved_by: str = ""

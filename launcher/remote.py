@@ -198,7 +198,7 @@ class SshTarget(Target):
                     close_chain(conn)
                     raise RemoteError(self.name, "host-key",
                                       f"host key for {where} has CHANGED (does not match "
-                                      f"{known_hosts_path(self.host.known_hosts) if self.host.known_hosts or not real.known_hosts_files else real.known_hosts_files[0]}); refusing to connect — "
+                                      f"{known_hosts_path(self.host.known_hosts) if self.host.known_hosts or not real.known_hosts_files else real.known_hosts_files.split()[0]}); refusing to connect — "
                                       "if the host was reinstalled, remove its old line from known_hosts") from e
                 except paramiko.AuthenticationException as e:
                     close_chain(conn)
@@ -208,7 +208,7 @@ class SshTarget(Target):
                     if "not found in known_hosts" in str(e):
                         raise RemoteError(self.name, "host-key",
                                           f"host key for {where} is not in "
-                                          f"{known_hosts_path(self.host.known_hosts) if self.host.known_hosts or not real.known_hosts_files else real.known_hosts_files[0]} (host_key_policy strict); "
+                                          f"{known_hosts_path(self.host.known_hosts) if self.host.known_hosts or not real.known_hosts_files else real.known_hosts_files.split()[0]} (host_key_policy strict); "
                                           "add it with ssh-keyscan after checking it, or use accept-new") from e
                     last = e
                 except (OSError, EOFError, socket.timeout) as e:

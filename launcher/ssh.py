@@ -56,7 +56,7 @@ def _connection(host, gateway) -> Connection:
     timeout = connect_timeout(host)
     connect_kwargs: dict[str, Any] = {"banner_timeout": timeout, "auth_timeout": timeout,
                                       "channel_timeout": timeout}
-    keys = [str(pathlib.Path(host.identity_file).expanduser())] if host.identity_file else list(host.identity_files)
+    keys = [str(pathlib.Path(host.identity_file).expanduser())] if host.identity_file else host.identity_files.splitlines()
     if keys:
         connect_kwargs["key_filename"] = keys
     if host.identities_from_config and not host.identity_file:
@@ -95,7 +95,7 @@ def hops(host) -> list:
     for hop in addresses.parse_jumps(host.proxy_jump) if host.proxy_jump else []:
         base = dataclasses.replace(host, name=hop.host, address=hop.host, port=hop.port, user=hop.user or host.user,
                                    proxy_jump=None, identity_file=host.identity_file, resolved_by="",
-                                   proxy_command=None, identity_files=(), known_hosts_files=host.known_hosts_files)
+                                   proxy_command=None, identity_files="", known_hosts_files=host.known_hosts_files)
         out.append(sshconf.resolve(base))
     return out
 
@@ -115,7 +115,7 @@ def ssh_connection(host) -> Connection:
     # every hop gets the policy (Fabric's own default for a new Connection would be AutoAddPolicy)
     hop = conn
     while isinstance(hop, Connection):
-        apply_policy(hop.client, host.host_key_policy or "strict", host.known_hosts, host.known_hosts_files)
+        apply_policy(hop.client, host.host_key_policy or "strict", host.known_hosts, tuple(host.known_hosts_files.split()))
         hop = hop.gateway
     return conn
 
@@ -141,7 +141,7 @@ def _pct(text: str) -> str:
 def known_hosts_value(host) -> str:
     """UserKnownHostsFile: the inventory's file, else the ssh config's files, else the default."""
     if not host.known_hosts and host.known_hosts_files:
-        return " ".join(host.known_hosts_files)
+        return host.known_hosts_files
     return str(known_hosts_path(host.known_hosts))
 
 
@@ -169,7 +169,7 @@ def rsync_shell(host) -> list[str]:
 
     host = sshconf.resolve(host)
     identities = ([str(pathlib.Path(host.identity_file).expanduser())] if host.identity_file
-                  else list(host.identity_files) if host.identities_from_config else [])
+                  else host.identity_files.splitlines() if host.identities_from_config else [])
     common = dict(strict=(host.host_key_policy or "strict") == "strict", known_hosts=known_hosts_value(host),
                   timeout=int(max(1, connect_timeout(host))), alive=alive_interval(host), alive_count=ALIVE_COUNT,
                   identities=identities, config=host.ssh_config, agent=host.identity_agent,

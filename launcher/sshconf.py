@@ -114,13 +114,13 @@ def resolve(host):
         user=host.user or s.one("user"),
         proxy_jump=host.proxy_jump or s.one("proxyjump"),
         proxy_command=None if host.proxy_jump else s.one("proxycommand"),
-        known_hosts_files=() if host.known_hosts else tuple(os.path.expanduser(k) for k in keys),
+        known_hosts_files="" if host.known_hosts else " ".join(os.path.expanduser(k) for k in keys),
         host_key_alias=s.one("hostkeyalias"),
         host_key_policy=host.host_key_policy or _policy(s.one("stricthostkeychecking")) or "strict",
         connect_timeout=host.connect_timeout or (float(s.one("connecttimeout"))
                                                  if (s.one("connecttimeout") or "").isdigit() else None),
         alive_interval=alive if alive and "serveraliveinterval" in fromconf else None,
-        identity_files=() if host.identity_file else _existing(s.values.get("identityfile", [])),
+        identity_files="" if host.identity_file else "\n".join(_existing(s.values.get("identityfile", []))),
         identities_from_config="identityfile" in fromconf,
         identity_agent=None if agent in (None, "SSH_AUTH_SOCK") else os.path.expanduser(agent),
         resolved_by=s.source)
