@@ -79,7 +79,8 @@ def run_checks(inv, min_free_gb: float = 2.0, limit: int = remote.DEFAULT_LIMIT,
         remote.close_all(ts)
     versions = {k: collections.Counter(r.value.get(k) for r in results if r.ok and r.value.get(k))
                 for k in _SAME_EVERYWHERE}
-    names = CHECKS + (IPU_CHECKS if inv.launcher == "poprun" else ()) + (("rendezvous",) if addr else ())
+    names = (CHECKS + (IPU_CHECKS if inv.launcher == "poprun" else ()) + (("rendezvous",) if addr else ())
+             + (("remap",) if inv.is_slurm else ()))
     rows = {}
     for r in results:
         row = {c: (None, "") for c in names}
@@ -141,7 +142,21 @@ def _base_row(inv, host: str, kv: dict, versions: dict, launcher: str, min_free_
         row["data"] = (kv["data"] == "ok", kv["data"])
     if "port" in kv:
         row["port"] = (kv["port"] == "free", f"{inv.network.master_port} {kv['port']}")
+    if inv.is_slurm:
+        row["remap"] = remap_kernels(inv, kv.get("remap", ""))
     return row
+
+
+def remap_kernels(inv, built: str) -> tuple:
+    """Slurm: which kernels the shared remap build has; CPU-only where the nodes have GPUs fails (the
+    build ran where there is no GPU or nvcc: training would silently take the plain path)."""
+    if built == "cuda":
+        return (True, "CPU and CUDA kernels")
+    if built == "cpu":
+        if inv.slurm.gpus_per_node:
+            return (False, "CPU kernels only, but the nodes have GPUs: deploy with slurm.build_on: compute")
+        return (True, "CPU kernels")
+    return (None, "not built (mae-launch deploy)")
 
 
 def _ipu_row(inv, kv: dict, versions: dict) -> dict:

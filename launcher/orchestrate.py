@@ -101,7 +101,7 @@ def start_and_follow(con: Console, store: RunStore, run: RunRecord, plan, detach
             con.print(f"started (process groups {pgids}); follow with: mae-launch logs {run.id} --follow")
             return 0
         outcome = supervise.follow(run, job, ts, con, store, poll=poll, rendezvous_timeout=(
-            plan.inventory.network.rendezvous_timeout if plan.mode in ("torchrun", "poprun") else None))
+            plan.inventory.network.rendezvous_timeout if plan.mode == "torchrun" and len(plan.hosts) > 1 else None))
         with contextlib.suppress(remote.RemoteError):
             hostops.lock(plan, run, ts, release=True)
     finally:

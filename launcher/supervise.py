@@ -9,10 +9,10 @@ without an exit status, or the host stays unreachable, every host's process grou
 stopped at once (SIGTERM, SIGKILL after a grace period) and the earliest failure is reported: host,
 rank, exit code and the last lines of its log. Ctrl-C (SIGINT) and SIGTERM do the same teardown.
 With fail_fast=False (`logs --follow`) nothing is stopped: Ctrl-C only ends the watching.
-A rendezvous that does not form fails fast too: when a `rendezvous_timeout` is given and no host has
-started its ranks by then (a rank log exists only once torchrun's rendezvous completed; poprun: the
-job's first progress line), the run is stopped everywhere and the hosts that never joined are named
-with the last lines of their logs.
+A rendezvous that does not form fails fast too: when a `rendezvous_timeout` is given (multi-host
+torchrun jobs) and no host has started its ranks by then (a rank log exists only once torchrun's
+rendezvous completed; or the job's first progress line), the run is stopped everywhere and the hosts
+that never joined are named with the last lines of their logs.
 
 It works from the records it is given (the run, the job) and the caller's open targets; it changes
 the job's state through the record's methods and saves through the store it is given.
