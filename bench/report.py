@@ -9,7 +9,8 @@ figure is a ratio against its baseline measured in the same run:
     and a cold deploy to 3 hosts / to 1 (bench_deploy.py; needs root for the loopback sshd hosts);
   - remap: the plain PyTorch path / the native op, forward + backward (bench_remap.py);
   - training step: model FLOP/s / the same run's matmul peak (MFU), per precision (bench_pretrain.py).
-A script that fails is reported with its log tail; the others still run.
+A script that fails is reported with its log tail; the others still run, the report is still written,
+and the exit status is then 1 (`make bench` fails). `--only data,remap` runs a subset.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ("data", "remap", "pretrain", "deploy")
 sys.path.insert(0, str(ROOT / "bench"))
 
 import report_md  # noqa: E402
@@ -50,7 +52,7 @@ def machine() -> dict:
 
 
 def run_script(folder: Path, name: str, args: list, timeout: float) -> dict:
-    """Run bench/<name>.py with --json; {"ok", "seconds", "data" or "tail"}."""
+    """Run bench/<name>.py with --json; {"ok", "seconds", "data" or "tail", "code"}."""
     out_json, log = folder / f"{name}.json", folder / f"{name}.log"
     argv = [sys.executable, str(ROOT / "bench" / f"{name}.py"), *args, "--json", str(out_json)]
     print(f"== {name}: {' '.join(argv[1:])}", flush=True)
@@ -73,29 +75,43 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--hosts", default="8,32", help="host counts of the deploy figures")
     ap.add_argument("--quick", action="store_true", help="fewer rounds and hosts (a smoke run of the report)")
+    ap.add_argument("--only", default=",".join(SCRIPTS), help="the benchmarks to run, comma-separated "
+                    f"(default: all of {','.join(SCRIPTS)})")
     args = ap.parse_args(argv)
+    only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(only) - set(SCRIPTS))
+    if unknown or not only:
+        ap.error(f"--only {args.only}: name some of {', '.join(SCRIPTS)}")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     folder = Path(args.out) / stamp
     folder.mkdir(parents=True, exist_ok=False)
     info = machine()
     info["load_start"] = os.getloadavg()[0]
     quick = args.quick
-    results = {
-        "data": run_script(folder, "bench_data", ["--rounds", "3" if quick else "9"], 1200),
-        "remap": run_script(folder, "bench_remap", ["--reps", "5" if quick else "30", "--device", "cpu"], 900),
-        "pretrain": run_script(folder, "bench_pretrain", ["--batch", "4" if quick else "8"], 1500),
+    script_args = {
+        "data": (["--rounds", "3" if quick else "9"], 1200),
+        "remap": (["--reps", "5" if quick else "30", "--device", "cpu"], 900),
+        "pretrain": (["--batch", "4" if quick else "8"], 1500),
+        "deploy": ((["--hosts", "2", "--repeat", "1", "--no-cold", "--plain-login-hosts", "2"] if quick
+                    else ["--hosts", args.hosts, "--repeat", "1"]), 2400),
     }
-    if os.geteuid() == 0:
-        deploy_args = (["--hosts", "2", "--repeat", "1", "--no-cold", "--plain-login-hosts", "2"] if quick
-                       else ["--hosts", args.hosts, "--repeat", "1"])
-        results["deploy"] = run_script(folder, "bench_deploy", deploy_args, 2400)
-    else:
-        results["deploy"] = {"ok": False, "tail": "not run: the loopback sshd hosts need root", "code": None}
+    results = {}
+    for name in only:
+        if name == "deploy" and os.geteuid() != 0:
+            results[name] = {"ok": False, "tail": "not run: the loopback sshd hosts need root", "code": None,
+                             "skipped": True}
+            continue
+        script, timeout = script_args[name]
+        results[name] = run_script(folder, f"bench_{name}", script, timeout)
     info["load_end"] = os.getloadavg()[0]
     text = report_md.render(info, results, folder, stamp)
     (folder / "report.md").write_text(text)
     (folder / "report.json").write_text(json.dumps({"machine": info, "results": results}, indent=1, default=str))
     print(f"\nreport: {folder / 'report.md'}")
+    failed = [f"bench_{name}" for name, res in results.items() if not res["ok"] and not res.get("skipped")]
+    if failed:
+        print(f"error: {', '.join(failed)} failed (see the report and {folder}/<name>.log)", file=sys.stderr)
+        return 1
     return 0
 
 

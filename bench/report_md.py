@@ -144,10 +144,10 @@ def render(info: dict, results: dict, folder: Path, stamp: str) -> str:
            f"Native bf16: {'yes' if info['bf16_native'] else 'no'}. Load average {info['load_start']:.1f} at the "
            f"start, {info['load_end']:.1f} at the end (other work on the machine slows every figure; the ratios "
            "compare pipelines measured side by side).", ""]
-    out += data_section(results["data"], folder)
-    out += deploy_section(results["deploy"], folder)
-    out += remap_section(results["remap"], folder)
-    out += pretrain_section(results["pretrain"], folder)
+    for name, section in (("data", data_section), ("deploy", deploy_section), ("remap", remap_section),
+                          ("pretrain", pretrain_section)):
+        if name in results:  # `--only` runs a subset
+            out += section(results[name], folder)
     out += ["## Times", "", "| script | seconds |", "|---|---|"]
     out += [f"| {k} | {v.get('seconds', 0):.0f} |" for k, v in results.items()]
     return "\n".join(out) + "\n"

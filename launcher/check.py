@@ -19,7 +19,9 @@ import shutil
 
 from rich.markup import escape
 
-from launcher import layout, provision, remote
+from launcher import layout, provision, remote, rendezvous
+from launcher.errors import UserError
+from launcher.plan import host_address
 
 CHECKS = ("ssh", "workdir", "setup", "venv", "torch", "timm", "compiler", "rsync", "disk", "launcher", "data", "port")
 IPU_CHECKS = ("sdk", "poptorch", "popdist", "poprun", "vipu", "partitions")
@@ -32,10 +34,10 @@ def local_problems() -> list[str]:
             for tool, package in (("rsync", "rsync"), ("ssh", "openssh-client")) if shutil.which(tool) is None]
 
 
-def _template_args(inv, host, launcher: str) -> dict:
+def _template_args(inv, host, launcher: str, addr: str) -> dict:
     controller = host.name == inv.controller.name
     args = dict(workdir=host.workdir, venv=inv.host_path(host, inv.paths.venv), launcher=launcher,
-                data=inv.host_path(host, inv.paths.data), address=host.address,
+                data=inv.host_path(host, inv.paths.data), address=addr or host.address,
                 port=inv.network.master_port if controller and inv.launcher == "torchrun" else None,
                 sdk_enable=None, vipu=None, setup_marker=provision.MARKER)
     if inv.launcher == "poprun":
@@ -59,22 +61,31 @@ def run_checks(inv, min_free_gb: float = 2.0, limit: int = remote.DEFAULT_LIMIT,
     """Returns (rows, ok): rows = host -> check -> (ok: bool|None, text)."""
     launcher = "torchrun" if inv.launcher == "torchrun" else "poprun"
     ts = remote.targets(inv.hosts)
-
-    def one(t):
-        t.connect()
-        done = t.run_template("check.sh.j2", timeout=timeout, check=False, **_template_args(inv, t.host, launcher))
-        return remote.parse_kv(done.stdout)
-
+    probed = {}
     try:
+        addr = _rendezvous_address(inv, next(t for t in ts if t.name == inv.controller.name))
+
+        def one(t):
+            t.connect()
+            done = t.run_template("check.sh.j2", timeout=timeout, check=False,
+                                  **_template_args(inv, t.host, launcher, addr))
+            return remote.parse_kv(done.stdout)
+
         results = remote.fan_out(ts, one, limit=limit, timeout=timeout)
+        free = [r for r in results if r.ok and r.host == inv.controller.name and r.value.get("port") == "free"]
+        if addr and free and len(ts) > 1:  # a listener on the free port, knocked on from every host
+            probed = rendezvous.probe(inv, {t.name: t for t in ts}, addr, timeout=timeout)
     finally:
         remote.close_all(ts)
     versions = {k: collections.Counter(r.value.get(k) for r in results if r.ok and r.value.get(k))
                 for k in _SAME_EVERYWHERE}
-    names = CHECKS + (IPU_CHECKS if inv.launcher == "poprun" else ())
+    names = (CHECKS + (IPU_CHECKS if inv.launcher == "poprun" else ()) + (("rendezvous",) if addr else ())
+             + (("remap",) if inv.is_slurm else ()))
     rows = {}
     for r in results:
         row = {c: (None, "") for c in names}
+        if addr:
+            row["rendezvous"] = probed.get(r.host, (None, "not probed (the port is not free)"))
         if not r.ok:
             row["ssh"] = (False, f"{r.kind}: {r.error}")
         else:
@@ -84,6 +95,17 @@ def run_checks(inv, min_free_gb: float = 2.0, limit: int = remote.DEFAULT_LIMIT,
         rows[r.host] = row
     ok = all(cell[0] is not False for row in rows.values() for cell in row.values())
     return rows, ok
+
+
+def _rendezvous_address(inv, controller) -> str:
+    """The address torchrun's ranks will meet at ("" for poprun or one host); a controller that cannot
+    say its interface's address leaves it to the rendezvous cell."""
+    if inv.launcher != "torchrun" or len(inv.hosts) < 2:
+        return ""
+    try:
+        return rendezvous.address(inv, controller)
+    except UserError:
+        return inv.network.master_addr or host_address(inv.controller)
 
 
 def _same(kv: dict, key: str, versions: dict, missing: str = "not importable"):
@@ -121,7 +143,21 @@ def _base_row(inv, host: str, kv: dict, versions: dict, launcher: str, min_free_
         row["data"] = (True, "ok") if kv["data"] == "ok" else (False, f"{path} not found")
     if "port" in kv:
         row["port"] = (kv["port"] == "free", f"{inv.network.master_port} {kv['port']}")
+    if inv.is_slurm:
+        row["remap"] = remap_kernels(inv, kv.get("remap", ""))
     return row
+
+
+def remap_kernels(inv, built: str) -> tuple:
+    """Slurm: which kernels the shared remap build has; CPU-only where the nodes have GPUs fails (the
+    build ran where there is no GPU or nvcc: training would silently take the plain path)."""
+    if built == "cuda":
+        return (True, "CPU and CUDA kernels")
+    if built == "cpu":
+        if inv.slurm.gpus_per_node:
+            return (False, "CPU kernels only, but the nodes have GPUs: deploy with slurm.build_on: compute")
+        return (True, "CPU kernels")
+    return (None, "not built (mae-launch deploy)")
 
 
 def _ipu_row(inv, kv: dict, versions: dict) -> dict:
@@ -175,7 +211,7 @@ def setup_state(inv, host, kv: dict) -> tuple:
         return True, "up to date"
     if recorded:
         return False, "needs setup (changed since the last one)"
-    return (False if inv.spec.setup else None), "needs setup (never run)"
+    return (False if inv.spec.setup.commands else None), "needs setup (never run)"
 
 
 def grid(rows: dict) -> layout.Grid:

@@ -7,7 +7,9 @@ import click
 
 from launcher import check as check_mod
 from launcher import deploy as deploy_mod
-from launcher import layout, options, remote, report
+from rich.markup import escape
+
+from launcher import layout, options, remote, report, sshconf
 from launcher import setup as setup_mod
 from launcher.inventory import PACKAGE_ROOT
 
@@ -16,7 +18,9 @@ from launcher.inventory import PACKAGE_ROOT
 @options.inventory_option
 @click.option("--min-free-gb", default=2.0, show_default=True, help="Free disk the workdir needs.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table.")
-def check(inventory_path, min_free_gb, as_json):
+@click.option("--explain", metavar="HOST", default=None,
+              help="Only show HOST's SSH settings and where each came from (inventory, ssh config, OpenSSH default).")
+def check(inventory_path, min_free_gb, as_json, explain):
     """Check every host at once: reachable with a verified host key, workdir writable, venv with the
     same torch and timm everywhere, compiler for remap, rsync (there and here), free disk, torchrun/poprun,
     data path, rendezvous port free on the controller, whether `setup` is up to date; for poprun
@@ -27,6 +31,12 @@ def check(inventory_path, min_free_gb, as_json):
     """
     con = report.console()
     inv = options.load(inventory_path)
+    if explain is not None:
+        grid = layout.Grid(f"ssh settings of {explain}", ["setting", "value", "from"])
+        for key, value, origin in sshconf.explain(inv.host(explain)):
+            grid.add(escape(key), escape(value), escape(origin))
+        layout.show(con, grid)
+        return
     rows, ok = check_mod.run_checks(inv, min_free_gb=min_free_gb)
     problems = check_mod.local_problems()
     ok = ok and not problems

@@ -192,7 +192,7 @@ def _resolve_entry(spec: InventorySpec, index: int, hs, path: Path, where: Where
         address = hs.address or name
         host = Host(name=name, address=address, port=pick("port"), user=pick("user"),
                     identity_file=pick("identity_file"), proxy_jump=pick("proxy_jump"),
-                    known_hosts=pick("known_hosts"), host_key_policy=pick("host_key_policy") or "strict",
+                    known_hosts=pick("known_hosts"), host_key_policy=pick("host_key_policy"), ssh_config=pick("ssh_config"),
                     connect_timeout=pick("connect_timeout"), connection=hs.connection, workdir=workdir,
                     slots=hs.slots, host_timeout=pick("host_timeout") or DEFAULT_HOST_TIMEOUT,
                     control_persist=_default(pick("control_persist"), DEFAULT_CONTROL_PERSIST))

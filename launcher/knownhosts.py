@@ -140,14 +140,20 @@ def refuse_marked(markers: Markers, hostname: str, key) -> None:
                               "mae-launch cannot verify; add the host's own key to known_hosts (ssh-keyscan, after checking it)")
 
 
-def apply_policy(client: paramiko.SSHClient, policy: str, known_hosts: pathlib.Path | None) -> None:
-    """Load the known_hosts files into `client` and set the missing-key policy named by `policy`."""
-    path = known_hosts_path(known_hosts)
+def apply_policy(client: paramiko.SSHClient, policy: str, known_hosts: pathlib.Path | None,
+                 config_files: tuple = ()) -> None:
+    """Load the known_hosts files into `client` and set the missing-key policy named by `policy`.
+    The inventory's `known_hosts` wins; else the ssh config's UserKnownHostsFile list (`config_files`,
+    a new key recorded in the first, as OpenSSH does); else ~/.ssh/known_hosts."""
+    paths = [pathlib.Path(p) for p in config_files] if config_files and not known_hosts else []
+    paths = paths or [known_hosts_path(known_hosts)]
+    path = paths[0]
     markers = Markers()
     for system in SYSTEM_KNOWN_HOSTS:
         load_into(client._system_host_keys, pathlib.Path(system), markers)
     # into the client's own (unsaved) set; paramiko never rewrites this file for us
-    load_into(client.get_host_keys(), path, markers)
+    for each in paths:
+        load_into(client.get_host_keys(), each, markers)
     client._mae_markers = markers
     if policy == "accept-new":
         client.set_missing_host_key_policy(AcceptNewPolicy(path, markers))

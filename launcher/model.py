@@ -26,13 +26,24 @@ class Host:
     identity_file: Optional[str]
     proxy_jump: Optional[str]
     known_hosts: Optional[str]       # None: ~/.ssh/known_hosts (and ssh config's UserKnownHostsFile)
-    host_key_policy: str             # 'strict' | 'accept-new'
+    host_key_policy: Optional[str]   # 'strict' | 'accept-new'; None: ssh config's, else strict
     connect_timeout: Optional[float]
     connection: str                  # 'ssh' | 'local'
     workdir: HostPath                # resolved: absolute or ~/...
     slots: Optional[int]
     host_timeout: float = 60.0       # seconds a running job's host may stay unreachable before the run is stopped
     control_persist: float = 60.0    # seconds an idle OpenSSH master of deploy stays for the next command; 0: closed at once
+    ssh_config: Optional[str] = None  # the OpenSSH client config file (ssh -F); None: ~/.ssh/config
+    # filled by launcher/sshconf.resolve from OpenSSH's effective settings (ssh -G) where the inventory
+    # leaves a key unset; empty on a Host as loaded
+    proxy_command: Optional[str] = None
+    known_hosts_files: str = ""      # whitespace-separated, as OpenSSH's UserKnownHostsFile
+    host_key_alias: Optional[str] = None
+    alive_interval: Optional[int] = None
+    identity_files: str = ""         # one path a line
+    identities_from_config: bool = False
+    identity_agent: Optional[str] = None
+    resolved_by: str = ""
 
     @property
     def is_local(self) -> bool:

@@ -23,7 +23,7 @@ import stat
 import subprocess
 import tempfile
 
-from launcher import addresses, remote
+from launcher import addresses, remote, sshconf
 from launcher.errors import UserError
 from launcher.paths import HostPath
 from launcher.ssh import rsync_shell, rsync_spec
@@ -107,7 +107,8 @@ class OpenSshTarget(remote.Target):
         options = rsync_shell(host)
         shell = shlex.split(options[1])
         self.rsync_extra = options[2:]  # --timeout
-        self.address = addresses.destination(host.user, host.address)  # for ssh: never bracketed
+        real = sshconf.resolve(host)   # OpenSSH's view of the host (ssh -G)
+        self.address = addresses.destination(real.user, real.address)  # for ssh: never bracketed
         self.spec = rsync_spec(host, "").rstrip(":")                     # for rsync: [v6] bracketed
         control, self.kept = mux.control(host, [*shell, self.address])
         self.ssh = shell[:1] + control + shell[1:]

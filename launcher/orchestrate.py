@@ -15,7 +15,8 @@ from typing import Optional
 from rich.console import Console
 from rich.markup import escape
 
-from launcher import artifacts, hostops, prelaunch, remote, report, slurm_orchestrate, supervise, workdirs
+from launcher import (artifacts, hostops, prelaunch, remote, rendezvous, report, slurm_orchestrate, supervise,
+                      workdirs)
 from launcher.errors import UserError
 from launcher.inventory import PACKAGE_ROOT
 from launcher.jobs import JOB_KINDS, JOB_NAMES
@@ -114,7 +115,8 @@ def start_and_follow(con: Console, store: RunStore, run: RunRecord, plan, detach
             pgids = ", ".join(f"{n}={h.pgid}" for n, h in job.hosts.items())
             con.print(f"started (process groups {pgids}); follow with: mae-launch logs {run.id} --follow")
             return 0
-        outcome = supervise.follow(run, job, ts, con, store, poll=poll)
+        outcome = supervise.follow(run, job, ts, con, store, poll=poll, rendezvous_timeout=(
+            plan.inventory.network.rendezvous_timeout if plan.mode == "torchrun" and len(plan.hosts) > 1 else None))
         with contextlib.suppress(remote.RemoteError):
             hostops.lock(plan, run, ts, release=True)
     finally:
@@ -124,6 +126,14 @@ def start_and_follow(con: Console, store: RunStore, run: RunRecord, plan, detach
     else:
         report.print_failure(con, outcome, run.id)
     return outcome.rc
+
+
+def _master_addr(inv) -> Optional[str]:
+    """The rendezvous address when the controller must be asked for it (network.interface); else the
+    planner's own (network.master_addr, the controller's resolved HostName)."""
+    if inv.is_slurm or inv.launcher != "torchrun" or not inv.network.interface or inv.network.master_addr:
+        return None
+    return rendezvous.address(inv)
 
 
 def run_job(con: Console, inv, job_name: str, *, run_id: Optional[str] = None, detach: bool = False,
@@ -138,7 +148,8 @@ def run_job(con: Console, inv, job_name: str, *, run_id: Optional[str] = None, d
             con.print(f"[yellow]note: run {run.id} was started with {escape(run.inventory)}[/]")
         run_id = run.id
     run_id = check_run_id(run_id) if run_id else new_run_id()
-    plan = plan_job(inv, job_name, run_id, consume=checkpoint, consume_run=from_run, resume=resume is not None)
+    plan = plan_job(inv, job_name, run_id, consume=checkpoint, consume_run=from_run, resume=resume is not None,
+                    master_addr=_master_addr(inv))
     if plan.consumed_checkpoint is not None:  # before any record: a missing checkpoint is bad input
         artifacts.ensure_checkpoint(plan, plan.consumes or "the consumed job")
     if run is None:
@@ -167,7 +178,8 @@ def run_pipeline(con: Console, inv, *, run_id: Optional[str] = None, poll: float
     stages = [j for j in JOB_NAMES if j in inv.jobs]
     if not stages:
         raise UserError(f"{inv.source_path}: no jobs to run (define jobs.pretrain/finetune/validate)")
-    plans = [plan_job(inv, j, run_id) for j in stages]  # plan everything before anything runs
+    master_addr = _master_addr(inv)
+    plans = [plan_job(inv, j, run_id, master_addr=master_addr) for j in stages]  # plan everything before anything runs
     run = store.create(RunRecord.new(run_id, inv, list(argv)), inv.snapshot())
     _prelaunch(store, run, plans)  # every stage's arguments and data before the first one starts
     if inv.is_slurm:

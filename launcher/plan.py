@@ -23,7 +23,7 @@ for every backend. Facts about job kinds come from launcher/jobs.py.
 from dataclasses import dataclass, field
 from typing import Optional
 
-from launcher import backends
+from launcher import backends, sshconf
 from launcher.backends.base import JobContext
 from launcher.errors import PlanError
 from launcher.inventory import Host, Inventory
@@ -141,10 +141,18 @@ def _host_plan(ctx: JobContext, launched, secret_names: list) -> HostPlan:
                     rank_logs=launched.rank_logs, output_dir=output_dir, **files)
 
 
+def host_address(host: Host) -> str:
+    """The address other hosts reach `host` at: its HostName as OpenSSH resolves it (ssh -G reads
+    local files only), never an alias only this machine's ssh config knows."""
+    return sshconf.resolve(host).address
+
+
 def plan_job(inv: Inventory, job_name: str, run_id: str, consume: Optional[str] = None,
-             consume_run: Optional[str] = None, resume: bool = False) -> JobPlan:
+             consume_run: Optional[str] = None, resume: bool = False, master_addr: Optional[str] = None) -> JobPlan:
     """Plan `job_name` of `inv` as run `run_id`.
 
+    master_addr: the rendezvous address (launcher/rendezvous.py asks the controller for its address on
+      `network.interface`); default `network.master_addr`, else the controller's resolved HostName.
     consume: an explicit checkpoint path for finetune (--finetune) / validate (--resume); by default
       the consumed job's `<output>/<consume_run or run_id>/<consumed job>/checkpoint.pth`.
     resume: pretrain/finetune continue from the last checkpoint of this run's output dir (--resume).
@@ -159,7 +167,9 @@ def plan_job(inv: Inventory, job_name: str, run_id: str, consume: Optional[str] 
     ctx = JobContext(inventory=inv, job=job, run_id=run_id, hosts=hosts,
                      env={k: v.value for k, v in merged_env.items() if not v.secret},
                      env_names=sorted(merged_env), program=_program(inv, job, run_id, consumed, resume),
-                     run_dir=lambda h: HostPath(f"{h.workdir}/{RUNS_DIR}/{run_id}"))
+                     run_dir=lambda h: HostPath(f"{h.workdir}/{RUNS_DIR}/{run_id}"),
+                     master_addr=master_addr or inv.network.master_addr or host_address(hosts[0]),
+                     address=host_address)
     launch = backends.select(inv, job, len(hosts)).launch(ctx)
     secret_names = sorted(k for k, v in merged_env.items() if v.secret)
     output_dir = _output_dir(inv, hosts[0], run_id, job_name)

@@ -35,15 +35,26 @@ def requirements_text(inv) -> str:
     except ModuleNotFoundError:  # Python before 3.11 (e.g. the Poplar SDK's): the tomli backport
         import tomli as tomllib
     project = tomllib.loads((PACKAGE_ROOT / "pyproject.toml").read_text())["project"]
+    extras = project.get("optional-dependencies", {})
     # the default profile: the open dependencies plus the cpu-gpu pins (torch, torchvision, timm)
-    return "\n".join(project["dependencies"] + project.get("optional-dependencies", {}).get("cpu-gpu", []))
+    return "\n".join(project["dependencies"] + extras.get("cpu-gpu", []) +
+                     [req for name in wanted_extras(inv) for req in extras.get(name, [])])
+
+
+def wanted_extras(inv) -> list[str]:
+    """The project's optional parts a host needs: `setup.extras`, and `wandb` when a job passes --wandb."""
+    wanted = list(inv.spec.setup.extras)
+    uses_wandb = any("--wandb" in (job.args or []) for job in inv.jobs.values())
+    if uses_wandb and "wandb" not in wanted:
+        wanted.append("wandb")
+    return wanted
 
 
 def commands(inv, host) -> list[str]:
     """The inventory's setup lines rendered for `host`."""
     values = dict(host=host.name, workdir=host.workdir, venv=inv.host_path(host, inv.paths.venv), python=PYTHON)
     out = []
-    for i, line in enumerate(inv.spec.setup):
+    for i, line in enumerate(inv.spec.setup.commands):
         try:
             out.append(ENV.from_string(line).render(**values))
         except Exception as err:  # noqa: BLE001 - a template error in user data is bad input

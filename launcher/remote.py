@@ -20,7 +20,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from launcher import addresses
+from launcher import addresses, sshconf
 from launcher.chanread import ChannelReader
 from launcher.errors import UserError
 from launcher.keptshell import KeptShell, ShellGone
@@ -176,8 +176,12 @@ class SshTarget(Target):
         with self._lock:
             if self._conn is not None and self._conn.is_connected:
                 return
-            where = (addresses.host_port(self.host.address, self.host.port) if self.host.port
-                     else self.host.address)
+            real = sshconf.resolve(self.host)   # OpenSSH's view of the host (ssh -G): HostName, Port...
+            where = addresses.host_port(real.address, real.port) if real.port else real.address
+            if real.address != self.host.address:
+                where = f"{where} ({self.host.address})"
+            known = (real.known_hosts_files.split()[0] if real.known_hosts_files and not real.known_hosts
+                     else known_hosts_path(real.known_hosts))
             last: Exception | None = None
             started = time.monotonic()
             for attempt in range(CONNECT_RETRIES + 1):
@@ -195,7 +199,7 @@ class SshTarget(Target):
                     close_chain(conn)
                     raise RemoteError(self.name, "host-key",
                                       f"host key for {where} has CHANGED (does not match "
-                                      f"{known_hosts_path(self.host.known_hosts)}); refusing to connect — "
+                                      f"{known}); refusing to connect — "
                                       "if the host was reinstalled, remove its old line from known_hosts") from e
                 except paramiko.AuthenticationException as e:
                     close_chain(conn)
@@ -205,7 +209,7 @@ class SshTarget(Target):
                     if "not found in known_hosts" in str(e):
                         raise RemoteError(self.name, "host-key",
                                           f"host key for {where} is not in "
-                                          f"{known_hosts_path(self.host.known_hosts)} (host_key_policy strict); "
+                                          f"{known} (host_key_policy strict); "
                                           "add it with ssh-keyscan after checking it, or use accept-new") from e
                     last = e
                 except (OSError, EOFError, socket.timeout) as e:

@@ -7,7 +7,7 @@ launcher/inventory.py.
 """
 from typing import Annotated, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, create_model, field_validator, model_validator
 
 from launcher import addresses
 from launcher.jobs import JOB_NAMES
@@ -37,6 +37,7 @@ PathStr = Annotated[str, StringConstraints(pattern=PATH_PATTERN, max_length=4096
 SlurmTime = Annotated[str, StringConstraints(pattern=SLURM_TIME_PATTERN, max_length=32)]
 Constraint = Annotated[str, StringConstraints(pattern=CONSTRAINT_PATTERN, max_length=512)]
 SbatchArg = Annotated[str, StringConstraints(pattern=SBATCH_ARG_PATTERN, max_length=512)]
+SlurmMem = Annotated[str, StringConstraints(pattern=r"^[0-9]+[KMGTkmgt]?$", max_length=32)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 Policy = Literal["strict", "accept-new"]
 
@@ -66,6 +67,7 @@ class SshSettings(Spec):
     connect_timeout: Optional[float] = Field(None, gt=0, le=3600)
     host_timeout: Optional[float] = Field(None, gt=0, le=7 * 86400)  # default 60: see inventory.DEFAULT_HOST_TIMEOUT
     control_persist: Optional[float] = Field(None, ge=0, le=86400)  # default 60: see launcher/openssh.py; 0 = off
+    ssh_config: Optional[PathStr] = None  # the OpenSSH client config file read for these hosts (ssh -F); default ~/.ssh/config
 
     @field_validator("proxy_jump")
     @classmethod
@@ -113,6 +115,11 @@ class NetworkSpec(Spec):
     interface: Optional[Interface] = None
     master_port: Port = 29500
     rendezvous: Literal["static", "c10d"] = "static"
+    # the rendezvous address every host connects to (default: the controller's address on `interface`,
+    # else its HostName as OpenSSH resolves it)
+    master_addr: Optional[Address] = None
+    # seconds for the ranks to start (the rendezvous to form) before the run is stopped on every host
+    rendezvous_timeout: float = Field(120.0, gt=0, le=86400)
 
 
 class PoprunSpec(Spec):
@@ -131,14 +138,27 @@ class SlurmSpec(Spec):
     gpus_per_node: Optional[int] = Field(None, ge=1, le=4096)
     cpus_per_task: Optional[int] = Field(None, ge=1, le=65536)
     constraint: Optional[Constraint] = None
+    # `gpus_per_node` also as --gres=gpu:N (clusters whose Slurm predates --gpus-per-node, or whose
+    # GPUs are configured as generic resources only)
+    gres: bool = False
+    exclusive: bool = False              # --exclusive: the nodes are not shared with other jobs
+    mem: Optional[SlurmMem] = None       # --mem: memory per node (e.g. 64G; 0 = all of it)
     extra_sbatch_args: list[SbatchArg] = []
     # where `deploy` builds remap: on the submit host, or on a compute node through srun (when the
-    # nodes' architecture or toolchain differs from the login node's)
-    build_on: Literal["submit", "compute"] = "submit"
+    # nodes' architecture or toolchain differs from the login node's). Default: `compute` when
+    # gpus_per_node is set (a login node without a GPU would build remap without its CUDA kernels),
+    # else `submit`.
+    build_on: Optional[Literal["submit", "compute"]] = None
 
-    @field_validator("time", mode="before")
+    @model_validator(mode="after")
+    def _build_on_default(self):
+        if self.build_on is None:
+            object.__setattr__(self, "build_on", "compute" if self.gpus_per_node else "submit")
+        return self
+
+    @field_validator("time", "mem", mode="before")
     @classmethod
-    def _time_text(cls, value):  # `time: 60` (minutes) is an int in YAML
+    def _time_text(cls, value):  # `time: 60` (minutes), `mem: 0` are ints in YAML
         return _scalar_to_str(value) if not isinstance(value, bool) else value
 
 
@@ -197,6 +217,17 @@ JobsSpec = create_model(
     **{f"{name}_": (Optional[JobSpec], Field(None, alias=name)) for name in JOB_NAMES})
 
 
+SetupLine = Annotated[str, StringConstraints(pattern=PATH_PATTERN, max_length=8192)]
+
+
+class SetupSpec(Spec):
+    """`setup:` as a mapping; a plain list is its `commands`. `extras`: optional parts of the project
+    installed into the venv too (`wandb`: also installed when a job passes `--wandb`)."""
+
+    commands: list[SetupLine] = []
+    extras: list[Literal["wandb"]] = []
+
+
 class InventorySpec(Spec):
     name: Name
     launcher: Literal["poprun", "torchrun"]
@@ -211,8 +242,13 @@ class InventorySpec(Spec):
     network: NetworkSpec = NetworkSpec()
     poprun: PoprunSpec = PoprunSpec()
     env: dict[EnvName, EnvValue] = {}
-    setup: list[Annotated[str, StringConstraints(pattern=PATH_PATTERN, max_length=8192)]] = []
+    setup: SetupSpec = SetupSpec()
     jobs: JobsSpec
+
+    @field_validator("setup", mode="before")
+    @classmethod
+    def _setup_commands(cls, value):
+        return {"commands": value} if isinstance(value, list) else value
 
     @field_validator("hosts", mode="before")
     @classmethod

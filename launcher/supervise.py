@@ -9,6 +9,10 @@ without an exit status, or the host stays unreachable, every host's process grou
 stopped at once (SIGTERM, SIGKILL after a grace period) and the earliest failure is reported: host,
 rank, exit code and the last lines of its log. Ctrl-C (SIGINT) and SIGTERM do the same teardown.
 With fail_fast=False (`logs --follow`) nothing is stopped: Ctrl-C only ends the watching.
+A rendezvous that does not form fails fast too: when a `rendezvous_timeout` is given (multi-host
+torchrun jobs) and no host has started its ranks by then (a rank log exists only once torchrun's
+rendezvous completed; or the job's first progress line), the run is stopped everywhere and the hosts
+that never joined are named with the last lines of their logs.
 
 It works from the records it is given (the run, the job) and the caller's open targets; it changes
 the job's state through the record's methods and saves through the store it is given.
@@ -27,6 +31,7 @@ from rich.markup import escape
 from launcher import hostops
 from launcher.logs import LogPrinter
 
+JOINED = re.compile(rb"Rendezvous complete|Epoch: \[\d+\]")   # torchrun's log; the first progress line
 ROOT_CAUSE = re.compile(r"rank\s*:\s*(\d+)\s*\(local_rank:\s*\d+\)\s*\n\s*exitcode\s*:\s*(-?\d+)")
 START_TIMEOUT = 60.0
 TEARDOWN_GRACE_MS = 1000  # a failed run: SIGKILL what SIGTERM has not ended after 1 s
@@ -94,9 +99,12 @@ class _Watch:
         self.labels = {k: v for n in self.names for k, v in job.hosts[n].labels().items()}
         self.states: dict = {}
         self.started = time.monotonic()
+        self.joined: set = set()   # hosts whose ranks have started (the rendezvous formed there)
 
     def feed(self, host: str, st) -> None:
         for key, (end, data) in st.chunks.items():
+            if key.startswith("r") or JOINED.search(data):
+                self.joined.add(host)
             if data and (self.keys is None or key in self.keys[host]):
                 self.printer.feed(host, key, self.labels.get(key, ""), data)
             self.offsets[host][key] = end
@@ -157,6 +165,15 @@ class _Watch:
         f.lines = f.lines or self.last_lines(st.host)
         return f
 
+    def rendezvous_failure(self, timeout: float | None) -> Failure | None:
+        """A Failure when no host has started its ranks within `timeout` seconds of following."""
+        if timeout is None or self.joined or time.monotonic() - self.started < timeout:
+            return None
+        never = [n for n in self.names if n not in self.joined]
+        lines = [f"{n}: {line}" for n in never for line in (self.last_lines(n)[-4:] or ["(nothing in its log)"])]
+        return Failure(", ".join(never), time.time(), f"the rendezvous did not form within {timeout:g} s "
+                       "(network.rendezvous_timeout); never joined", lines=lines)
+
     def last_lines(self, host: str) -> list:
         for rank in self.job.hosts[host].rank_logs:
             lines = self.printer.last_lines(host, f"r{rank}", 10)
@@ -167,15 +184,20 @@ class _Watch:
 
 def follow(run, job, ts: dict, console: Console, store=None, *, fail_fast: bool = True, poll: float = 0.5,
            show: bool = True, host_filter: tuple = (), poll_timeout: float = 8.0,
-           offsets: dict | None = None) -> Outcome:
+           offsets: dict | None = None, rendezvous_timeout: float | None = None) -> Outcome:
     """Follow `job` (a JobRecord of `run`) until it ends on every host; `ts`: name -> Target for every
-    host of the run; `host_filter`: only these hosts (a mapping: host -> the log keys to print). With a `store`, the job's end state is saved there."""
+    host of the run; `host_filter`: only these hosts (a mapping: host -> the log keys to print). With a
+    `store`, the job's end state is saved there. `rendezvous_timeout`: stop the run when no host has
+    started its ranks by then."""
     w = _Watch(job, ts, console, show, host_filter, offsets, poll_timeout,
                {n: getattr(run.host(n), "host_timeout", 60.0) for n in job.hosts})
     with _interruptible():
         try:
             while True:
                 failures = w.poll_once()
+                stalled = w.rendezvous_failure(rendezvous_timeout) if fail_fast else None
+                if stalled is not None and not failures:
+                    failures = [stalled]
                 if failures and fail_fast:
                     return _teardown(run, w, min(failures, key=lambda f: f.when), store)
                 if w.all_exited(0):

@@ -6,6 +6,8 @@ optimizer, scaler)`` state dicts for a checkpoint, ``compile()`` (IPU only) and 
 """
 from __future__ import annotations
 
+import os
+
 import torch
 
 from mae import dist, engine_finetune, engine_pretrain, optim, seeding
@@ -39,7 +41,8 @@ class PretrainRunner:
 
     def describe(self) -> str:
         cfg, info = self.cfg, self.job.info
-        return (f"pretrain {cfg.model} on {info.device} x {info.world_size} process(es), {len(self.dataset)} "
+        return (f"pretrain {cfg.model} on {info.device} x {info.world_size} process(es) ({_cpus()} CPU(s) each), "
+                f"{len(self.dataset)} "
                 f"images, {self.steps} steps/epoch, effective batch {optim.effective_batch(cfg, info.world_size)}, "
                 f"lr {self.lr:.3e} (blr {cfg.blr:g}), precision {self.job.precision.name}, "
                 f"output {self.job.output_dir}")
@@ -112,3 +115,11 @@ def evaluate(model, dataset, cfg, job) -> dict:
         model, dataset, batch_size=cfg.batch_size, device=torch.device(info.device), rank=info.rank,
         world_size=info.world_size, distributed=info.distributed, precision=job.precision,
         num_workers=cfg.num_workers, print_freq=cfg.print_freq, is_main=info.is_main)
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on (its affinity: what a scheduler's binding left it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1

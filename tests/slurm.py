@@ -3,7 +3,10 @@
 Everything lives in one private directory: a generated munge key, `slurm.conf`, `cgroup.conf`,
 state and spool directories, pid and log files. The nodes are `node1..nodeN` on 127.0.0.2x, each
 slurmd on its own port (Debian's slurmd is one daemon per name and port, so several fit on one
-machine). No cgroups and no systemd: `proctrack/linuxproc`, `task/none`, no accounting.
+machine). No cgroups and no systemd: `proctrack/linuxproc`, no accounting. Tasks are bound to their
+CPUs (`task/affinity` with `TaskPluginParam=Threads`, sched_setaffinity only), as on GPU clusters that
+bind: a step's task sees only its own `--cpus-per-task` CPUs, so a job step that forgets to pass it
+on (srun does not inherit it since Slurm 22.05) confines torchrun and its ranks to one CPU.
 
 Clients (`sbatch`, `squeue`, `scancel`, `sinfo`) find this cluster through `SLURM_CONF`
 (`SlurmCluster.env()`); the munge socket is named in slurm.conf (`AuthInfo=socket=...`).
@@ -49,7 +52,8 @@ SlurmdLogFile={root}/slurmd.%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
 ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+TaskPlugin=task/affinity
+TaskPluginParam=Threads
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none

@@ -19,7 +19,7 @@ def slurm(tmp_path_factory):
     why = available()
     if why:
         pytest.skip(f"real Slurm: {why}")
-    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"), n=2, cpus=1).up()
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm"), n=2, cpus=2).up()
     try:
         yield cluster
     finally:

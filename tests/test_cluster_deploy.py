@@ -1,4 +1,5 @@
 """deploy / check / host keys / ProxyJump against real sshd daemons on 127.0.0.x."""
+import importlib.metadata
 import pathlib
 import subprocess
 
@@ -141,7 +142,8 @@ def test_check_table_and_proxy_jump(cluster, deployed, project_source, tmp_path)
     for name in ("host0", "host1", "host2"):
         assert name in out
     assert out.count("key verified") == 3
-    assert "2.14" in out or "torch" in out  # torch version column
+    torch_version = importlib.metadata.version("torch")  # the hosts' venv is this one (cluster.venv)
+    assert out.count(f"✓ {torch_version}") == 3, out  # every host's torch column: its version, hosts agree
     assert "data" in out and "not found" in out  # data/digits is not on the hosts: that check fails
     assert p.returncode == 1
     # rsync through the jump host, same policy (ProxyCommand with our known_hosts)

@@ -43,7 +43,7 @@ def test_every_problem_is_reported_in_file_order_with_its_line(tmp_path):
     path, found = problems(text, tmp_path)
     assert found[0] == (f"{path}:5: ssh.conect_timeout: unknown key; did you mean 'connect_timeout'? "
                         "(allowed keys here are connect_timeout, control_persist, host_key_policy, host_timeout, identity_file, known_hosts, "
-                        "port, proxy_jump, user)")
+                        "port, proxy_jump, ssh_config, user)")
     assert found[1].startswith(f"{path}:6: ssh.port: ") and "65535" in found[1]
     assert found[2].startswith(f"{path}:12: hosts[1].slot: unknown key; did you mean 'slots'?")
     assert len(found) == 3  # the unknown config is a cross-check: it needs a valid schema first
@@ -68,7 +68,7 @@ def test_the_command_line_prints_one_error_line_per_problem(tmp_path):
     lines = p.stderr.splitlines()
     assert len(lines) == 2, lines
     assert lines[0] == (f"error: {path}:4: ssh.usr: unknown key; did you mean 'user'? (allowed keys here are "
-                        "connect_timeout, control_persist, host_key_policy, host_timeout, identity_file, known_hosts, port, proxy_jump, user)")
+                        "connect_timeout, control_persist, host_key_policy, host_timeout, identity_file, known_hosts, port, proxy_jump, ssh_config, user)")
     assert lines[1].startswith(f"error: {path}:5: ssh.port: ") and "greater than or equal to 1" in lines[1]
 
 

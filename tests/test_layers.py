@@ -25,7 +25,7 @@ LAYERS = [
     ["supervise"],                                             # follow a run, fail fast
     ["hostops", "slurmops", "artifacts", "deploy", "check", "fetch", "execute", "setup", "clean",
      "prelaunch"],  # operations on hosts
-    ["workdirs"],                                              # is a workdir ours to replace?
+    ["workdirs", "rendezvous"],                                # is a workdir ours to replace? the rendezvous address
     ["buildshare", "openssh"],                                 # compile once; multiplexed OpenSSH
     ["plan", "provision"],                                     # inventory x job x run -> JobPlan
     ["backends"],
@@ -37,7 +37,7 @@ LAYERS = [
     ["chanread"],                                              # reading a paramiko channel (no OS pipe)
     ["newinventory", "inventoryschema"],                       # inventory new / inventory schema
     ["report", "logs", "layout", "benchspec"],                 # what people read; benchmark specs
-    ["render", "knownhosts"],
+    ["render", "knownhosts", "sshconf"],                       # sshconf: OpenSSH's view of a host (ssh -G)
     ["adjust"],                                                # launch adjustments (--host, --env, -- ARGS)
     ["inventory"],
     ["model"],                                                 # Host, Job, Inventory: the resolved inventory

@@ -46,11 +46,16 @@ def test_gpu_example_maps_every_key_to_sbatch():
     assert _sbatch_lines(hp.script) == [
         "#SBATCH --job-name=mae-pretrain-r1", "#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1",
         "#SBATCH --partition=gpu", "#SBATCH --account=vision", "#SBATCH --qos=normal",
-        "#SBATCH --time=2-00:00:00", "#SBATCH --gpus-per-node=8", "#SBATCH --cpus-per-task=64",
+        "#SBATCH --time=2-00:00:00", "#SBATCH --gpus-per-node=8", "#SBATCH --gres=gpu:8",
+        "#SBATCH --cpus-per-task=64", "#SBATCH --mem=480G", "#SBATCH --exclusive",
         "#SBATCH --constraint=a100", "#SBATCH --output=pretrain.slurm.log", "#SBATCH --open-mode=append",
-        "#SBATCH --exclusive", "#SBATCH --mail-type=FAIL"]
+        "#SBATCH --mail-type=FAIL"]
     assert hp.script.startswith("#!/usr/bin/env bash\n#SBATCH")
-    assert "srun --kill-on-bad-exit=1 --nodes=\"$SLURM_JOB_NUM_NODES\" --ntasks-per-node=1" in hp.script
+    # srun does not inherit --cpus-per-task since Slurm 22.05: said on its line and in its variable
+    assert ("srun --kill-on-bad-exit=1 --nodes=\"$SLURM_JOB_NUM_NODES\" --ntasks-per-node=1 \\\n"
+            "    --cpus-per-task=64 \\\n") in hp.script
+    assert "\nexport SRUN_CPUS_PER_TASK=64 " in hp.script
+    assert inv.slurm.build_on == "compute"
     assert "--rdzv_endpoint=\"$MAE_LAUNCH_MASTER_ADDR\":29500" in hp.script
     assert "--nproc_per_node=8" in hp.script  # nproc_per_node defaults to gpus_per_node
     assert hp.env["NCCL_SOCKET_IFNAME"] == "ib0" and hp.env["GLOO_SOCKET_IFNAME"] == "ib0"
@@ -131,3 +136,33 @@ def test_build_on_compute_builds_remap_through_srun():
     assert "    srun --nodes=1 --ntasks=1 --partition=cpu make -C remap\n" in script
     subprocess.run(["bash", "-n"], input=script, text=True, check=True)
     assert _Deploy(_parse(SMALL), ROOT, False, 60, None).srun_args() is None
+    # with GPUs, the build goes to a compute node unless the inventory says otherwise
+    gpus = _parse(SMALL.replace("  nodes: 2\n", "  nodes: 2\n  gpus_per_node: 4\n"))
+    assert gpus.slurm.build_on == "compute" and _Deploy(gpus, ROOT, False, 60, None).srun_args() is not None
+    login = _parse(SMALL.replace("  nodes: 2\n", "  nodes: 2\n  gpus_per_node: 4\n  build_on: submit\n"))
+    assert login.slurm.build_on == "submit"
+
+
+@pytest.mark.parametrize("library, ok, text", [
+    (None, None, "not built (mae-launch deploy)"),
+    (b"\x7fELF cpu-only build", False, "CPU kernels only, but the nodes have GPUs: deploy with slurm.build_on: compute"),
+    (b"\x7fELF ... __cudaRegisterFatBinary ...", True, "CPU and CUDA kernels"),
+])
+def test_check_says_which_kernels_the_shared_remap_build_has(tmp_path, library, ok, text):
+    """`check` on a GPU Slurm inventory reads the shared build in the submit host's workdir (a stand-in
+    file here: this machine has no CUDA toolchain; a CUDA build links the CUDA runtime's
+    __cudaRegisterFatBinary, a CPU-only one does not)."""
+    import json
+
+    from cluster_fixtures import run_cli
+
+    work = tmp_path / "work"
+    (work / "remap").mkdir(parents=True)
+    if library is not None:
+        (work / "remap" / "remap_ops.so").write_bytes(library)
+    inv = tmp_path / "gpu.yml"
+    inv.write_text(SMALL.replace("  nodes: 2\n", "  nodes: 2\n  gpus_per_node: 4\n")
+                   + f"hosts: [{{name: submit, connection: local, workdir: {work}}}]\n")
+    p = run_cli(["check", "-i", inv, "--json", "--min-free-gb", "0"], timeout=120)
+    cell = json.loads(p.stdout)["hosts"]["submit"]["remap"]
+    assert cell == {"ok": ok, "text": text}

@@ -60,10 +60,14 @@ def _record(env, rid) -> dict:
 
 
 def test_tiny_pretraining_on_two_nodes(slurm, env, tmp_path):
-    inv, rid = _inventory(tmp_path), _rid("tiny")
+    # 2-CPU nodes, CPUs bound to tasks (task/affinity): the ranks see the cpus_per_task of the
+    # allocation only if srun passes it on (it does not inherit it since Slurm 22.05)
+    inv = _inventory(tmp_path, {"partition": "debug", "nodes": 2, "time": "10", "cpus_per_task": 2})
+    rid = _rid("tiny")
     p = run_cli(["pretrain", "-i", inv, "--run-id", rid], env_extra=env, timeout=300)
     print(p.stdout)
     assert p.returncode == 0, p.stdout + p.stderr
+    assert "x 2 process(es) (2 CPU(s) each)" in p.stdout
     assert "submitted as Slurm job" in p.stdout and "running on node1,node2" in p.stdout
     assert "node1 r0  | Training Epoch: [0]" in p.stdout  # rank 1 (on node2) prints nothing
     assert (tmp_path / "work" / "output" / rid / "pretrain" / "checkpoint.pth").is_file()

@@ -26,6 +26,8 @@ class JobContext:
     env_names: list                           # every variable name, secret ones too (sorted)
     program: Callable[..., list]              # program(host, extra=()) -> argv of python3 -m mae.<job>
     run_dir: Callable[[Host], HostPath]       # the run directory on a host
+    master_addr: str = ""                     # the rendezvous address every host connects to
+    address: Callable[[Host], str] = lambda h: h.address   # a host's address as the other hosts reach it
 
     @property
     def job_name(self) -> str:

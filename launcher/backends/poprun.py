@@ -20,7 +20,7 @@ class PoprunBackend:
         cluster, part = inv.cluster, inv.partitions[job.partition]
         command = render_template(
             "poprun.j2", verbosity=inv.poprun.verbosity, log_level=inv.poprun.log_level,
-            hosts=[h.address for h in ctx.hosts], instances=job.instances, replicas=job.replicas,
+            hosts=[ctx.address(h) for h in ctx.hosts], instances=job.instances, replicas=job.replicas,
             ipus_per_replica=job.ipus_per_replica, update=part.update, reset=part.reset, remove=part.remove,
             vipu_server_host=cluster.vipu_server_host, vipu_server_port=cluster.vipu_server_port,
             partition=job.partition, allocation=cluster.allocation, timeout=cluster.timeout,

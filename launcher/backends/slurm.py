@@ -42,7 +42,8 @@ class SlurmBackend:
             env.setdefault("GLOO_SOCKET_IFNAME", inv.network.interface)
             env.setdefault("NCCL_SOCKET_IFNAME", inv.network.interface)
         f = files(ctx.run_dir(host), job)
-        command = render_template("srun.j2", node_log=HostPath(f"{f['run_dir']}/{job}.node%n.log")).rstrip("\n")
+        command = render_template("srun.j2", node_log=HostPath(f"{f['run_dir']}/{job}.node%n.log"),
+                                  cpus_per_task=inv.slurm.cpus_per_task).rstrip("\n")
         script = self.batch_script(ctx, env, f, command)
         ranks = list(range(nodes * per_node))
         rank_logs = {r: ctx.file(host, f"{job}.rank{r}.log") for r in ranks}
@@ -56,7 +57,8 @@ class SlurmBackend:
         return render_template(
             "sbatch.j2", job_name=job_name(job, ctx.run_id), nodes=slurm.nodes, partition=slurm.partition,
             account=slurm.account, qos=slurm.qos, time=slurm.time, gpus_per_node=slurm.gpus_per_node,
-            cpus_per_task=slurm.cpus_per_task, constraint=slurm.constraint,
+            cpus_per_task=slurm.cpus_per_task, constraint=slurm.constraint, gres=slurm.gres,
+            exclusive=slurm.exclusive, mem=slurm.mem,
             extra_sbatch_args=list(slurm.extra_sbatch_args), slurm_log=f"{job}.slurm.log",
             run_id=ctx.run_id, job=job, workdir=host.workdir,
             sdk_enable=[inv.host_path(host, s) for s in inv.paths.sdk_enable],

@@ -22,7 +22,7 @@ class TorchrunBackend:
         if net.interface:
             env.setdefault("GLOO_SOCKET_IFNAME", net.interface)
             env.setdefault("NCCL_SOCKET_IFNAME", net.interface)
-        addr = ctx.controller.address
+        addr = ctx.master_addr or ctx.address(ctx.controller)   # never an ssh alias (launcher/plan.py)
         endpoint = f"[{addr}]:{net.master_port}" if ":" in addr else f"{addr}:{net.master_port}"
         hosts = []
         for node_rank, host in enumerate(ctx.hosts):
