@@ -2,7 +2,8 @@
 
 It is pydantic's schema of `InventorySpec` (launcher/schema.py), with the shorthands the loader
 accepts before validation written in: a host given by its name alone, a partition by its IPU count,
-an environment variable by its value, numbers and booleans where text is meant (`args`, `time`).
+an environment variable by its value, `setup:` by its list of commands, numbers and booleans where
+text is meant (`args`, `time`).
 inventories/inventory.schema.json is this text, checked to be current by tests/test_inventory_schema.py.
 """
 import json
@@ -43,6 +44,8 @@ def inventory_schema() -> dict:
         _map_values(owner["env"], *SCALAR)
     for key in ("args", "launcher_args"):
         defs["JobSpec"]["properties"][key]["items"] = {"anyOf": SCALAR}
+    commands = defs["SetupSpec"]["properties"]["commands"]
+    props["setup"] = _either(props["setup"], dict(commands, description="the setup commands alone"))
     time = defs["SlurmSpec"]["properties"]["time"]
     time["anyOf"] = [{"type": "integer", "minimum": 0, "description": "minutes"}, *time["anyOf"]]
     return schema

@@ -51,3 +51,14 @@ def test_schema_flags_mistakes(change, where):
     change(data)
     errors = list(validator.iter_errors(data))
     assert errors and any(list(e.absolute_path)[:len(where)] == where for e in errors), [e.message for e in errors]
+
+
+@pytest.mark.parametrize("setup", [["sudo apt-get install -y rsync"], {"commands": ["true"], "extras": ["wandb"]}])
+def test_both_forms_of_setup_are_valid(setup):
+    """`setup:` as the README writes it (a list of commands) or as a mapping with extras: the loader
+    takes both, so the schema does."""
+    from launcher.inventory import parse_inventory
+    data = yaml.safe_load((ROOT / "inventories" / "gpu-cluster.yml").read_text())
+    data["setup"] = setup
+    assert list(_validator().iter_errors(data)) == []
+    parse_inventory(yaml.safe_dump(data), ROOT / "inventories" / "gpu-cluster.yml")
