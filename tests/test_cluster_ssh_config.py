@@ -4,6 +4,7 @@ own ~/.ssh/config is never read or changed) defines one host directly and one in
 `Include`, reached through `ProxyJump` over the first; host keys are where its `UserKnownHostsFile`
 points; the only key is in an ssh-agent. check, deploy, exec and a 2-host pretraining all run, and the
 rendezvous address is the HostName, never the alias."""
+import json
 import os
 import re
 import secrets
@@ -60,9 +61,11 @@ def test_hosts_named_only_by_alias_through_include_proxyjump_and_an_agent(cluste
     assert re.search(rf"proxyjump\s+│ gpu-a\s+│ ssh config", explained), explained
     assert re.search(rf"→ address\s+│ {re.escape(cluster.hosts[1].address)}\s", explained), explained
 
-    p = run_cli(["check", "-i", inv, "--min-free-gb", "0"], env_extra=env, timeout=180)
-    assert p.stdout.count("key verified") == 2, p.stdout
-    assert p.stdout.count(f"{cluster.hosts[0].address}:{data['network']['master_port']} answers") == 2, p.stdout
+    p = run_cli(["check", "-i", inv, "--min-free-gb", "0", "--json"], env_extra=env, timeout=180)
+    checked = json.loads(p.stdout)["hosts"]  # JSON: a table cell may wrap its text
+    assert [checked[h]["ssh"] for h in ("gpu-a", "gpu-b")] == [{"ok": True, "text": "key verified"}] * 2, p.stdout
+    rendezvous = f"{cluster.hosts[0].address}:{data['network']['master_port']} answers"
+    assert [checked[h]["rendezvous"] for h in ("gpu-a", "gpu-b")] == [{"ok": True, "text": rendezvous}] * 2, p.stdout
 
     d = run_cli(["deploy", "-i", inv, "--no-build", "--source", project_source], env_extra=env, timeout=300)
     assert d.returncode == 0, d.stdout + d.stderr
