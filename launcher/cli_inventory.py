@@ -23,7 +23,8 @@ def inventory():
 @click.option("--launcher", type=click.Choice(["torchrun", "poprun"]), default="torchrun", show_default=True,
               help="torchrun (GPU/CPU hosts); poprun inventories start from inventories/pod16.yml or pod64.yml.")
 @click.option("--ssh-config", type=click.Path(dir_okay=False), default="~/.ssh/config", show_default=True,
-              help="The OpenSSH config to read; from any file but your own, each host's settings are written out.")
+              help="The OpenSSH config whose Host entries are read; any file but your own is named in the "
+                   "inventory as ssh.ssh_config, so each host's settings are OpenSSH's view from it.")
 @click.option("--user", help="ssh.user for every host.")
 @click.option("--identity-file", help="ssh.identity_file for every host (a private key on this machine).")
 @click.option("--known-hosts", help="ssh.known_hosts for every host.")

@@ -1,16 +1,15 @@
 """`mae-launch inventory new`: write an inventory from what is already written down elsewhere.
 
-Sources: the `Host` entries of an OpenSSH config (launcher/sshconfig.py), a DeepSpeed/MPI hostfile
+Sources: the `Host` entries of an OpenSSH config (launcher/sshhosts.py), a DeepSpeed/MPI hostfile
 (launcher/hostfile.py), or the submit host's Slurm (launcher/slurminfo.py). The text comes from
 templates/inventory.yml.j2 (commented, with the schema line editors read); it is loaded and
 validated with the project's own loader before it is written, and an existing file is never
 overwritten.
 
-Hosts found in the user's own ~/.ssh/config are written by name only (plus `known_hosts` where the
-file sets UserKnownHostsFile: host keys are verified against the inventory's known_hosts, default
-~/.ssh/known_hosts); mae-launch's connections read the rest from that file. From any other config file (`--ssh-config FILE`), the settings ssh resolves there
-(address, port, user, key, known_hosts, proxy jump) are written for each host, because connections
-read ~/.ssh/config only.
+Hosts are written by name only: when mae-launch connects, OpenSSH's own view of each name (`ssh -G`,
+launcher/sshconf.py) gives its address, port, user, keys, known hosts and jump hosts. A config file
+other than ~/.ssh/config (`--ssh-config FILE`) is named in the inventory as `ssh.ssh_config`, which
+those look-ups then read (`ssh -F`).
 """
 import json
 import os
@@ -21,7 +20,7 @@ from typing import Optional
 
 import yaml
 
-from launcher import hostfile, sshconfig
+from launcher import hostfile, sshhosts
 from launcher.errors import UserError
 from launcher.inventory import PACKAGE_ROOT, parse_inventory
 from launcher.render import make_environment
@@ -54,7 +53,7 @@ _ENV.filters.update(yaml=yaml_scalar, oneline=_oneline)
 class Request:
     name: str
     path: Path
-    ssh_config: Path = field(default_factory=sshconfig.user_config)
+    ssh_config: Path = field(default_factory=sshhosts.user_config)
     from_ssh_config: Optional[str] = None
     hostfile: Optional[Path] = None
     slurm: bool = False
@@ -73,15 +72,15 @@ def default_path(name: str, cwd: Path) -> Path:
 
 def _own_config(path: Path) -> bool:
     try:
-        return path.resolve() == sshconfig.user_config().resolve()
+        return path.resolve() == sshhosts.user_config().resolve()
     except OSError:
         return False
 
 
 def _hosts(req: Request) -> tuple:
-    """(hosts [{name, settings, slots}], nproc, source text)."""
+    """(hosts [{name, slots}], nproc, source text)."""
     if req.from_ssh_config is not None:
-        names = sshconfig.matching(sshconfig.aliases(req.ssh_config), req.from_ssh_config)
+        names = sshhosts.matching(sshhosts.aliases(req.ssh_config), req.from_ssh_config)
         if not names:
             raise UserError(f"no Host in {req.ssh_config} matches {req.from_ssh_config!r}; "
                             "give a pattern that matches the hosts' names there (e.g. 'gpu*')")
@@ -92,16 +91,7 @@ def _hosts(req: Request) -> tuple:
         nproc = hostfile.common_slots(listed, req.hostfile)
         hosts = [{"name": n, "slots": s} for n, s in listed]
         source = f"the hostfile {req.hostfile}"
-    own = _own_config(req.ssh_config)
-    for host in hosts:
-        if own and not req.ssh_config.is_file():  # no ~/.ssh/config: nothing to read
-            host["settings"] = {}
-            continue
-        found = sshconfig.settings(host["name"], req.ssh_config)
-        # connections honour ~/.ssh/config's HostName, Port, User, IdentityFile and ProxyJump, but
-        # verify host keys against the inventory's known_hosts (default ~/.ssh/known_hosts) only
-        host["settings"] = {k: v for k, v in found.items() if k == "known_hosts"} if own else found
-    return hosts, nproc, source, own
+    return hosts, nproc, source
 
 
 def _schema_path(path: Path) -> str:
@@ -121,18 +111,20 @@ def render(req: Request, slurm_found: Optional[dict] = None) -> str:
     sources = [req.from_ssh_config is not None, req.hostfile is not None, req.slurm]
     if sum(sources) != 1:
         raise UserError("give one source: --from-ssh-config PATTERN, --hostfile FILE or --slurm")
-    data = dict(name=req.name, path=str(req.path), ssh=req.ssh, workdir=req.workdir, venv=req.venv,
-                data=req.data, hosts=[], nproc=None, slurm=None, notes={}, host_note=False, slurm_default=False,
-                master_port=req.master_port, settings_from=None, schema_path=_schema_path(req.path))
+    ssh = dict(req.ssh)
+    if not req.slurm and not _own_config(req.ssh_config):
+        ssh.setdefault("ssh_config", str(req.ssh_config))  # the hosts' settings are OpenSSH's view from it
+    data = dict(name=req.name, path=str(req.path), ssh=ssh, workdir=req.workdir, venv=req.venv,
+                data=req.data, hosts=[], nproc=None, slurm=None, notes={}, slurm_default=False,
+                master_port=req.master_port, config=str(req.ssh_config), schema_path=_schema_path(req.path))
     if req.slurm:
         from launcher import slurminfo
         found = slurm_found or slurminfo.slurm_section(req.partition)
         data.update(slurm=found["slurm"], notes=found["notes"], slurm_default=req.partition is None,
                     source="the partitions Slurm reports on this machine (scontrol show partition, sinfo)")
     else:
-        hosts, nproc, source, own = _hosts(req)
-        data.update(hosts=hosts, nproc=nproc, source=source, host_note=own and req.hostfile is None,
-                    settings_from=None if own else str(req.ssh_config))
+        hosts, nproc, source = _hosts(req)
+        data.update(hosts=hosts, nproc=nproc, source=source)
     text = _ENV.get_template("inventory.yml.j2").render(**data)
     parse_inventory(text, req.path)  # InventoryError (exit 2) names what is wrong
     return text

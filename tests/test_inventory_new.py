@@ -5,7 +5,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from launcher import hostfile, slurminfo, sshconfig
+from launcher import hostfile, slurminfo, sshhosts
 from launcher.cli import main
 from launcher.errors import UserError
 from launcher.inventory import load_inventory
@@ -18,20 +18,27 @@ def test_ssh_config_hosts_follow_include_and_skip_patterns(tmp_path):
     config = tmp_path / "config"
     config.write_text(f"# mine\nHost gpu01 *.lab !bad\n  Port 2222\nInclude {tmp_path}/conf.d/*.conf\n"
                       "Host login ?x\nHost gpu01\n")
-    assert sshconfig.aliases(config) == ["gpu01", "gpu02", "gpu03", "gpu04", "login"]
-    names = sshconfig.aliases(config)
-    assert sshconfig.matching(names, "gpu*,!gpu03") == ["gpu01", "gpu02", "gpu04"]
-    assert sshconfig.matching(names, "LOG?N") == ["login"]
+    assert sshhosts.aliases(config) == ["gpu01", "gpu02", "gpu03", "gpu04", "login"]
+    names = sshhosts.aliases(config)
+    assert sshhosts.matching(names, "gpu*,!gpu03") == ["gpu01", "gpu02", "gpu04"]
+    assert sshhosts.matching(names, "LOG?N") == ["login"]
     config.write_text(f"Include {config}\n")
     with pytest.raises(UserError, match="Include nested more than 16 levels"):
-        sshconfig.aliases(config)
+        sshhosts.aliases(config)
 
 
-def test_ssh_settings_are_what_the_file_sets(tmp_path):
+def test_another_config_file_is_named_in_the_inventory(tmp_path):
+    """Hosts by name; the config they are defined in becomes ssh.ssh_config, which OpenSSH's look-up
+    of each name (ssh -G -F) then reads: no setting is copied out of it."""
     config = tmp_path / "config"
-    config.write_text("Host a\n  HostName 10.1.2.3\n  Port 2201\nHost b\n  ProxyJump jump.example\n")
-    assert sshconfig.settings("a", config) == {"address": "10.1.2.3", "port": 2201}
-    assert sshconfig.settings("b", config) == {"proxy_jump": "jump.example"}
+    config.write_text("Host a\n  HostName 10.1.2.3\n  Port 2201\nHost b\n  ProxyJump a\n")
+    out = tmp_path / "mine.yml"
+    res = _new(tmp_path, "--from-ssh-config", "*", "--ssh-config", config, "-o", out)
+    assert res.exit_code == 0, res.output
+    data = yaml.safe_load(out.read_text())
+    assert data["hosts"] == [{"name": "a"}, {"name": "b"}] and data["ssh"] == {"ssh_config": str(config)}
+    inv = load_inventory(out)
+    assert [h.ssh_config for h in inv.hosts] == [str(config)] * 2
 
 
 def test_hostfile_lines_and_mistakes():
@@ -115,9 +122,9 @@ def test_own_ssh_config_gives_names_only(tmp_path, monkeypatch):
     out = tmp_path / "mine.yml"
     res = _new(tmp_path, "--from-ssh-config", "gpu*", "-o", out)
     assert res.exit_code == 0, res.output
-    assert yaml.safe_load(out.read_text())["hosts"] == [{"name": "gpu01"},
-                                                        {"name": "gpu02", "known_hosts": "/etc/lab_known_hosts"}]
-    assert "come from ~/.ssh/config when mae-launch connects" in out.read_text()
+    data = yaml.safe_load(out.read_text())
+    assert data["hosts"] == [{"name": "gpu01"}, {"name": "gpu02"}] and "ssh_config" not in (data.get("ssh") or {})
+    assert "what OpenSSH\n# makes of that name (ssh -G)" in out.read_text()
 
 
 @pytest.mark.parametrize("args, words", [

@@ -41,7 +41,7 @@ LAYERS = [
     ["adjust"],                                                # launch adjustments (--host, --env, -- ARGS)
     ["inventory"],
     ["model"],                                                 # Host, Job, Inventory: the resolved inventory
-    ["messages", "selection", "sshconfig", "hostfile", "slurminfo"],  # hosts written down elsewhere
+    ["messages", "selection", "sshhosts", "hostfile", "slurminfo"],  # hosts written down elsewhere
     ["schema", "yamlfile"],
     ["jobs", "paths", "hostrange", "errors", "addresses", "ownfiles"],  # pure data and small types
 ]

@@ -1,26 +1,20 @@
-"""Hosts an OpenSSH client config defines, for `mae-launch inventory new --from-ssh-config`.
+"""The hosts an OpenSSH client config defines, for `mae-launch inventory new --from-ssh-config`.
 
 `aliases(path)` lists the names of its `Host` lines (following `Include`, as ssh_config(5) says:
 relative paths are under ~/.ssh, globs allowed, at most 16 levels); words with `*`, `?` or `!` are
 patterns, not hosts. `matching(names, pattern)` keeps those matching a pattern list the way ssh
-matches `Host` lines (`a*,b?`, `!` negates). `settings(alias, path)` asks OpenSSH itself
-(`ssh -G -F path alias`) what the file sets for a host: only values that differ from ssh's own
-defaults (`ssh -G -F /dev/null alias`) are returned, so nothing is copied that the file leaves unset.
+matches `Host` lines (`a*,b?`, `!` negates). What a host's settings are is OpenSSH's own answer
+(`ssh -G`), asked when mae-launch connects (launcher/sshconf.py), never read here.
 """
 import fnmatch
 import glob
 import os
 import shlex
-import subprocess
 from pathlib import Path
 
 from launcher.errors import UserError
 
 MAX_DEPTH = 16          # OpenSSH's READCONF_MAX_DEPTH
-SSH_G_TIMEOUT = 10      # seconds for one `ssh -G` (it reads files only; no network)
-# ssh -G key -> inventory ssh key; the first value of each is taken
-KEYS = {"hostname": "address", "port": "port", "user": "user", "identityfile": "identity_file",
-        "userknownhostsfile": "known_hosts", "proxyjump": "proxy_jump"}
 
 
 def user_config() -> Path:
@@ -87,34 +81,3 @@ def matching(names: list, pattern: str) -> list:
                 hit = True
         return hit
     return [n for n in names if match(n)]
-
-
-def _ssh_g(alias: str, config: str) -> dict:
-    argv = ["ssh", "-G", "-F", config, "--", alias]
-    try:
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=SSH_G_TIMEOUT, stdin=subprocess.DEVNULL)
-    except FileNotFoundError:
-        raise UserError("ssh is missing on this machine; install it (Debian/Ubuntu: apt-get install openssh-client)") from None
-    except subprocess.TimeoutExpired:
-        raise UserError(f"`ssh -G -F {config} {alias}` did not answer in {SSH_G_TIMEOUT} s; check that file") from None
-    if p.returncode != 0:
-        why = " ".join(p.stderr.split())[:300] or f"exit status {p.returncode}"
-        raise UserError(f"ssh cannot read {config} for host {alias!r}: {why}; fix that file")
-    out = {}
-    for line in p.stdout.splitlines():
-        key, _, value = line.partition(" ")
-        if key in KEYS and key not in out:
-            out[key] = value.split()[0] if key == "userknownhostsfile" and value else value
-    return out
-
-
-def settings(alias: str, path) -> dict:
-    """Inventory ssh keys (address, port, user, identity_file, known_hosts, proxy_jump) that the
-    config at `path` sets for `alias`, as OpenSSH resolves them."""
-    mine, default = _ssh_g(alias, str(path)), _ssh_g(alias, os.devnull)
-    out = {}
-    for key, name in KEYS.items():
-        value = mine.get(key)
-        if value is not None and value != default.get(key) and value.lower() != "none":
-            out[name] = int(value) if name == "port" else value
-    return out
