@@ -97,11 +97,12 @@ remap: $(PY)
 data: $(PY)
 	$(PY) -m mae.data digits --out data/digits
 
-# the documentation site (mkdocs.yml, docs/): the `docs` extra into $(VENV); the CLI, inventory-key and
+# the documentation site (mkdocs.yml, docs/): the `docs` extra into $(VENV) beside what make install
+# puts there (the same pinned torch: the reference pages import the launcher); the CLI, inventory-key and
 # config pages are generated from the code at each build (docs/hooks.py)
 DOCS_ADDR ?= 127.0.0.1:8000
 docs-install: $(PY)
-	$(PY) -m pip install --quiet -e '.[docs]'
+	$(PY) -m pip install --quiet -e '.[cpu-gpu,test,docs]'
 
 docs: docs-install
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
