@@ -132,7 +132,9 @@ def _key_rows(schema: dict, defs: dict, prefix: str, documented: dict) -> list:
     rows = []
     for key, prop in schema.get("properties", {}).items():
         path = f"{prefix}{key}"
-        described = prop.get("description") or _resolve(prop, defs).get("description", "")
+        options = sorted(prop.get("anyOf", [prop]), key=lambda o: "$ref" not in o)  # a model's own words first
+        described = prop.get("description") or next(
+            (_resolve(o, defs)["description"] for o in options if "description" in _resolve(o, defs)), "")
         for suffix, name, child in _children(prop, defs):
             if name and name in documented:  # the same keys as another path: said once
                 described = f"{described} `{path}{suffix}`: the same keys as `{documented[name]}`.".strip()

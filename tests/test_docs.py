@@ -72,6 +72,7 @@ def test_the_inventory_keys_page_follows_the_schema():
                 "| `name` | string | required |"):
         assert row in page, row
     assert "SSH settings" in page  # a description of the schema
+    assert "| `cluster` | mapping or null | `null` | The V-IPU server" in page  # an optional section's own
     assert "`jobs.finetune`: the same keys as `jobs.pretrain`" in page
 
 
