@@ -118,3 +118,11 @@ def test_the_readme_is_short():
 @pytest.mark.parametrize("marker", sorted(hooks.GENERATORS))
 def test_each_generated_page_has_its_marker(marker):
     assert any(f"<!-- generated: {marker} -->" in p.read_text() for p in DOCS.rglob("*.md")), marker
+
+
+@pytest.mark.parametrize("page", sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")))
+def test_list_content_is_indented_for_the_site(page):
+    """The site's Markdown (Python-Markdown) needs a list item's blocks indented 4 columns; a fence at
+    1-3 columns (GitHub's habit) ends the list there, and numbered steps restart at 1."""
+    text = (DOCS / page).read_text()
+    assert not re.search(r"^ {1,3}```", text, re.M), f"docs/{page}: indent list content (fences too) by 4 spaces"
