@@ -21,12 +21,14 @@ CONSTRAINTS_SDK := constraints/torch-2.0.1.txt
 # the Pythons of the SDK's Ubuntu releases (20.04: 3.8, 22.04: 3.10): .[test] must resolve for each
 SDK_PYTHONS ?= 3.8 3.10
 
-.PHONY: help install install-ipu test test-convergence test-faults test-fast test-sdk-compat demo data bench remap deploy schema cluster-up cluster-down slurm-up slurm-down clean
+.PHONY: help install install-ipu docs docs-install docs-serve test test-convergence test-faults test-fast test-sdk-compat demo data bench remap deploy schema cluster-up cluster-down slurm-up slurm-down clean
 
 help:
 	@echo "make install   create $(VENV) with pinned torch/torchvision and the project (editable)"
 	@echo "make demo      run the demo on this machine (digits dataset, created when absent)"
 	@echo "make data      write the digits dataset (1,797 small images from scikit-learn) to data/digits"
+	@echo "make docs      build the documentation site into site/ (mkdocs, strict: a broken link or anchor fails)"
+	@echo "make docs-serve  serve the documentation site at http://127.0.0.1:8000/ (DOCS_ADDR=host:port to change)"
 	@echo "make schema    regenerate inventories/inventory.schema.json (the inventory's JSON Schema, for editors)"
 	@echo "make install-ipu SDK=/path/to/poplar_sdk  create $(IPU_VENV) beside the Poplar SDK (its poptorch, torch 2.0.1)"
 	@echo "make test      run the test suite (cluster and slow tests included), all but convergence and injected faults"
@@ -95,6 +97,19 @@ remap: $(PY)
 data: $(PY)
 	$(PY) -m mae.data digits --out data/digits
 
+# the documentation site (mkdocs.yml, docs/): the `docs` extra into $(VENV) beside what make install
+# puts there (the same pinned torch: the reference pages import the launcher); the CLI, inventory-key and
+# config pages are generated from the code at each build (docs/hooks.py)
+DOCS_ADDR ?= 127.0.0.1:8000
+docs-install: $(PY)
+	$(PY) -m pip install --quiet -e '.[cpu-gpu,test,docs]'
+
+docs: docs-install
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
+docs-serve: docs-install
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs serve --strict -a $(DOCS_ADDR)
+
 schema: $(PY)
 	$(PY) -m launcher inventory schema > inventories/inventory.schema.json
 
@@ -120,5 +135,5 @@ bench: $(PY) remap
 	$(PY) bench/report.py
 
 clean:
-	rm -rf output runs .pytest_cache $(COMPAT_VENV)
+	rm -rf output runs site .pytest_cache $(COMPAT_VENV)
 	$(MAKE) -C remap clean

@@ -28,16 +28,18 @@ QUICK = ["--generated_data", "true", "--generated_size", "96", "--epochs", "1", 
          "--print_freq", "1", "--num_workers", "0"]
 
 
-def walkthrough() -> list[list[str]]:
-    """The mae-launch command lines of the README's "Your first cluster", in order (argv after the name)."""
-    section = (ROOT / "README.md").read_text().split("## Your first cluster", 1)[1].split("\n## ", 1)[0]
+def walkthrough(page: str = "README.md") -> list[list[str]]:
+    """The mae-launch command lines of the README's "Your first cluster" (or PAGE's), in order (argv after
+    the name)."""
+    section = (ROOT / page).read_text().split("## Your first cluster", 1)[1].split("\n## ", 1)[0]
     lines = [line.strip() for block in re.findall(r"```bash\n(.*?)```", section, re.S)
              for line in block.splitlines()]
     return [shlex.split(line, comments=True)[1:] for line in lines if line.startswith("mae-launch ")]
 
 
-def test_the_walk_through_is_the_whole_path():
-    names = [argv[0] for argv in walkthrough()]
+@pytest.mark.parametrize("page", ["README.md", "docs/getting-started.md"])
+def test_the_walk_through_is_the_whole_path(page):
+    names = [argv[0] for argv in walkthrough(page)]
     assert names == ["check", "setup", "deploy", "pretrain", "logs", "status", "tensorboard", "fetch",
                      "finetune", "stop", "deploy", "check"], names
 

@@ -1,8 +1,8 @@
 """The launcher's layers: every module is imported, and every import goes strictly downward.
 
 LAYERS lists the launcher's modules from the top (the command line) to the bottom (pure data); a
-module may import only modules of later layers. The same order is described in the README's
-Development section. A new module must be placed here, or this test fails.
+module may import only modules of later layers. The same order is described in the documentation's
+Layers page (docs/design/layers.md). A new module must be placed here, or this test fails.
 """
 import ast
 import importlib
