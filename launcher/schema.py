@@ -52,22 +52,33 @@ def _scalar_to_str(value):
 
 
 class Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # a field's docstring is its description (the JSON Schema of `inventory schema`, the docs' key list)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, use_attribute_docstrings=True)
 
 
 class SshSettings(Spec):
     """SSH settings: inventory-wide under `ssh:`, overridable per host. Unset = ~/.ssh/config."""
 
     user: Optional[UserName] = None
+    """login user (default: OpenSSH's view of the host, then the local user)"""
     port: Optional[Port] = None
+    """SSH port (default: OpenSSH's view of the host, then 22)"""
     identity_file: Optional[PathStr] = None
+    """private key file on this machine (default: the config's IdentityFile, the agent)"""
     proxy_jump: Optional[ProxyJump] = None
+    """jump hosts, as ssh -J: `[user@]host[:port]`, several separated by commas"""
     known_hosts: Optional[PathStr] = None
+    """known_hosts file the host key is checked against (default: the config's UserKnownHostsFile, then ~/.ssh/known_hosts)"""
     host_key_policy: Optional[Policy] = None  # inventory default: strict
+    """unknown host keys: `strict` refuses them, `accept-new` records them (default: the config's StrictHostKeyChecking accept-new, else strict); a changed key is always refused"""
     connect_timeout: Optional[float] = Field(None, gt=0, le=3600)
+    """seconds: bounds connecting and every silence of a connected host (default 10)"""
     host_timeout: Optional[float] = Field(None, gt=0, le=7 * 86400)  # default 60: see inventory.DEFAULT_HOST_TIMEOUT
+    """seconds a host of a running job may stay unreachable before the run is stopped (default 60; shorter outages only warn)"""
     control_persist: Optional[float] = Field(None, ge=0, le=86400)  # default 60: see launcher/openssh.py; 0 = off
+    """seconds deploy's OpenSSH connection to the host stays open, idle, for the next command (default 60; 0 = off)"""
     ssh_config: Optional[PathStr] = None  # the OpenSSH client config file read for these hosts (ssh -F); default ~/.ssh/config
+    """the OpenSSH client config read for these hosts (ssh -F; default ~/.ssh/config)"""
 
     @field_validator("proxy_jump")
     @classmethod
@@ -79,76 +90,112 @@ class SshSettings(Spec):
 
 class HostSpec(SshSettings):
     name: HostPattern
+    """the host's name, or a range (`node[01-04]`, `h[1,3,5-7]`); also what OpenSSH looks up when `address` is unset"""
     address: Optional[Address] = None
+    """the address to connect to (default: OpenSSH's HostName for the name)"""
     workdir: Optional[PathStr] = None
+    """this host's workdir (default: paths.workdir)"""
     slots: Optional[int] = Field(None, ge=1, le=65536)
+    """processes the host can run (as an MPI hostfile's slots): a job placing more there is refused"""
     connection: Literal["ssh", "local"] = "ssh"
+    """`local`: this machine, no SSH"""
 
 
 class ClusterSpec(Spec):
     """The V-IPU server that hands out partitions, and the allocation (cluster) they come from."""
 
     vipu_server_host: Address
+    """the V-IPU server that hands out partitions (poprun --vipu-server-host)"""
     vipu_server_port: Optional[Port] = None  # poprun's default: 8090
+    """its port (poprun's default: 8090)"""
     allocation: Optional[Name] = None
+    """the V-IPU allocation (cluster) the partitions come from"""
     timeout: int = Field(3600, ge=1, le=86400)
+    """seconds of poprun's --vipu-server-timeout (and IPUOF_VIPU_API_TIMEOUT)"""
 
 
 class PartitionSpec(Spec):
     ipus: int = Field(ge=1, le=65536)
+    """IPUs in the partition"""
     update: bool = True
+    """--update-partition: create or resize it to what the job needs"""
     reset: Optional[bool] = None
+    """--reset-partition before the job (unset: poprun's default)"""
     remove: bool = False
+    """--remove-partition after the job"""
 
 
 class PathsSpec(Spec):
     workdir: PathStr = "~/mae-launch"
+    """where deploy puts the code on every host; relative paths below are inside it"""
     venv: Optional[PathStr] = ".venv"
+    """the virtualenv on every host (setup creates it); activated for every job"""
     sdk_enable: list[PathStr] = []
+    """the Poplar SDK's enable scripts, sourced before an IPU job"""
     data: Optional[PathStr] = None
+    """the dataset folder on every host (train/ and validation/ class folders)"""
     output: PathStr = "output"
+    """where jobs write `<run id>/<job>/` (checkpoints, metrics, logs)"""
     executable_cache: Optional[PathStr] = None
+    """PopTorch's compiled-executable cache (IPU)"""
     requirements: Optional[PathStr] = None   # requirements file here for `setup` (default: the project's pins)
+    """a requirements file on this machine for `setup` (default: the project's pinned dependencies)"""
 
 
 class NetworkSpec(Spec):
     interface: Optional[Interface] = None
+    """the network interface of the rendezvous and the collectives (GLOO/NCCL_SOCKET_IFNAME)"""
     master_port: Port = 29500
+    """the rendezvous port on the controller"""
     rendezvous: Literal["static", "c10d"] = "static"
-    # the rendezvous address every host connects to (default: the controller's address on `interface`,
-    # else its HostName as OpenSSH resolves it)
+    """torchrun's rendezvous: `static` (--master_addr/--master_port) or `c10d`"""
     master_addr: Optional[Address] = None
-    # seconds for the ranks to start (the rendezvous to form) before the run is stopped on every host
+    """the rendezvous address every host connects to (default: the controller's address on `interface`,
+    else its HostName as OpenSSH resolves it; never an ssh alias)"""
     rendezvous_timeout: float = Field(120.0, gt=0, le=86400)
+    """seconds for the ranks to start (the rendezvous to form) before the run is stopped on every host"""
 
 
 class PoprunSpec(Spec):
     verbosity: int = Field(2, ge=0, le=3)
+    """poprun's verbosity (2 → -vv)"""
     log_level: Literal["TRACE", "DEBUG", "INFO", "WARN", "ERR", "OFF"] = "WARN"
+    """POPLAR_LOG_LEVEL of the job's processes"""
 
 
 class SlurmSpec(Spec):
     """`scheduler: slurm`: what sbatch asks for. Unset keys are left to the cluster's defaults."""
 
     partition: Optional[Name] = None
+    """sbatch --partition (default: the cluster's default partition)"""
     account: Optional[Name] = None
+    """sbatch --account"""
     qos: Optional[Name] = None
+    """sbatch --qos"""
     time: Optional[SlurmTime] = None
+    """sbatch --time: minutes, or [days-]hours:minutes:seconds"""
     nodes: int = Field(1, ge=1, le=65536)
+    """sbatch --nodes"""
     gpus_per_node: Optional[int] = Field(None, ge=1, le=4096)
+    """sbatch --gpus-per-node"""
     cpus_per_task: Optional[int] = Field(None, ge=1, le=65536)
+    """--cpus-per-task for sbatch and srun (srun does not inherit it since Slurm 22.05)"""
     constraint: Optional[Constraint] = None
-    # `gpus_per_node` also as --gres=gpu:N (clusters whose Slurm predates --gpus-per-node, or whose
-    # GPUs are configured as generic resources only)
+    """sbatch --constraint (node features)"""
     gres: bool = False
-    exclusive: bool = False              # --exclusive: the nodes are not shared with other jobs
-    mem: Optional[SlurmMem] = None       # --mem: memory per node (e.g. 64G; 0 = all of it)
+    """`gpus_per_node` also as --gres=gpu:N (clusters whose Slurm predates --gpus-per-node, or whose
+    GPUs are configured as generic resources only)"""
+    exclusive: bool = False
+    """--exclusive: the nodes are not shared with other jobs"""
+    mem: Optional[SlurmMem] = None
+    """--mem: memory per node (e.g. 64G; 0 = all of it)"""
     extra_sbatch_args: list[SbatchArg] = []
-    # where `deploy` builds remap: on the submit host, or on a compute node through srun (when the
-    # nodes' architecture or toolchain differs from the login node's). Default: `compute` when
-    # gpus_per_node is set (a login node without a GPU would build remap without its CUDA kernels),
-    # else `submit`.
+    """further sbatch options, one `--option=value` word each"""
     build_on: Optional[Literal["submit", "compute"]] = None
+    """where `deploy` builds remap: on the submit host, or on a compute node through srun (when the
+    nodes' architecture or toolchain differs from the login node's). Default: `compute` when
+    gpus_per_node is set (a login node without a GPU would build remap without its CUDA kernels),
+    else `submit`"""
 
     @model_validator(mode="after")
     def _build_on_default(self):
@@ -164,7 +211,9 @@ class SlurmSpec(Spec):
 
 class EnvValue(Spec):
     value: str
+    """the variable's value"""
     secret: bool = False
+    """never written to a log, a record or a synced file (only to the job's own 0600 secrets file)"""
 
     def __repr__(self) -> str:  # never show a secret by accident
         return f"EnvValue(value={'***' if self.secret else repr(self.value)}, secret={self.secret})"
@@ -185,16 +234,27 @@ def _env_before(value):
 
 class JobSpec(Spec):
     config: Name
+    """the named config of mae/configs.yml the job runs"""
     partition: Optional[Name] = None
+    """the V-IPU partition (poprun)"""
     replicas: Optional[int] = Field(None, ge=1, le=65536)
+    """model replicas (poprun --num-replicas)"""
     ipus_per_replica: Optional[int] = Field(None, ge=1, le=65536)
+    """IPUs per replica (poprun --ipus-per-replica)"""
     instances: Optional[int] = Field(None, ge=1, le=65536)
+    """poprun instances (host processes; default 1)"""
     nproc_per_node: Optional[int] = Field(None, ge=1, le=4096)
+    """torchrun processes per host (default 1)"""
     args: list[str] = []
+    """extra program arguments (python -m mae.<job> ...; any config key is a flag)"""
     launcher_args: list[str] = []
+    """extra arguments of poprun or torchrun"""
     consumes: Optional[str] = None
+    """the job whose checkpoint this one starts from (finetune: pretrain, validate: finetune)"""
     data: Optional[PathStr] = None
+    """this job's dataset folder (default: paths.data)"""
     env: dict[EnvName, EnvValue] = {}
+    """environment variables of this job (over the inventory's): name → value or {value, secret: true}"""
 
     @field_validator("args", "launcher_args", mode="before")
     @classmethod
@@ -214,7 +274,8 @@ class JobSpec(Spec):
 # One optional JobSpec per job kind of launcher/jobs.py (field `<name>_`, written `<name>:` in YAML).
 JobsSpec = create_model(
     "JobsSpec", __config__=ConfigDict(extra="forbid", frozen=True, populate_by_name=True),
-    **{f"{name}_": (Optional[JobSpec], Field(None, alias=name)) for name in JOB_NAMES})
+    **{f"{name}_": (Optional[JobSpec], Field(None, alias=name, description=f"the {name} job (python -m mae.{name})"))
+       for name in JOB_NAMES})
 
 
 SetupLine = Annotated[str, StringConstraints(pattern=PATH_PATTERN, max_length=8192)]
@@ -225,25 +286,38 @@ class SetupSpec(Spec):
     installed into the venv too (`wandb`: also installed when a job passes `--wandb`)."""
 
     commands: list[SetupLine] = []
+    """shell lines run in the workdir of every host first (templates: host, workdir, venv, python, the q filter)"""
     extras: list[Literal["wandb"]] = []
+    """optional parts of the project installed into the venv too"""
 
 
 class InventorySpec(Spec):
     name: Name
+    """the inventory's name (in run records and messages)"""
     launcher: Literal["poprun", "torchrun"]
+    """`poprun` (IPU-PODs) or `torchrun` (GPUs and CPUs)"""
     scheduler: Literal["ssh", "slurm"] = "ssh"
+    """`ssh`: mae-launch starts the job on the hosts; `slurm`: sbatch on the submit host"""
     slurm: Optional[SlurmSpec] = None
     ssh: SshSettings = SshSettings()
     hosts: Optional[list[HostSpec]] = Field(None, min_length=1)
+    """the hosts: names, ranges or mappings"""
     controller: Optional[Name] = None
+    """the host where poprun runs and torchrun's rendezvous and rank 0 live (default: the first host)"""
     cluster: Optional[ClusterSpec] = None
     partitions: dict[Name, PartitionSpec] = {}
+    """V-IPU partitions: name → {ipus, update, reset, remove} or the number of IPUs"""
     paths: PathsSpec = PathsSpec()
+    """paths on the hosts (workdir, venv, data, output, ...)"""
     network: NetworkSpec = NetworkSpec()
+    """the rendezvous and the network the collectives use"""
     poprun: PoprunSpec = PoprunSpec()
+    """poprun's own settings"""
     env: dict[EnvName, EnvValue] = {}
+    """environment variables of every job: name → value or {value, secret: true}"""
     setup: SetupSpec = SetupSpec()
     jobs: JobsSpec
+    """the jobs: pretrain, finetune, validate"""
 
     @field_validator("setup", mode="before")
     @classmethod

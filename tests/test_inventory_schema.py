@@ -62,3 +62,19 @@ def test_both_forms_of_setup_are_valid(setup):
     data["setup"] = setup
     assert list(_validator().iter_errors(data)) == []
     parse_inventory(yaml.safe_dump(data), ROOT / "inventories" / "gpu-cluster.yml")
+
+
+def test_every_key_is_described():
+    """Each key's description (a field docstring in launcher/schema.py) is what editors show and the
+    docs' generated key list prints: none may be missing."""
+    schema = json.loads(SCHEMA_FILE.read_text())
+    missing = []
+    for owner, props in [("", schema["properties"])] + [(f"{n}.", d.get("properties", {}))
+                                                      for n, d in schema["$defs"].items()]:
+        for key, prop in props.items():
+            refs = [o.get("$ref") for o in prop.get("anyOf", [prop]) if o.get("$ref")]
+            described = prop.get("description") or any(
+                schema["$defs"][r.rsplit("/", 1)[-1]].get("description") for r in refs)
+            if not described:
+                missing.append(owner + key)
+    assert missing == [], f"keys without a docstring in launcher/schema.py: {missing}"
