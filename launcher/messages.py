@@ -29,12 +29,16 @@ class Where:
 
 
 def _key_path(loc) -> str:
+    """`jobs.pretrain.args[2]`; a key that is empty or holds spaces or control characters is quoted
+    (repr), so a message stays one line."""
     out = ""
     for part in loc:
         if isinstance(part, int) or (isinstance(part, str) and part.isdigit()):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            text = str(part)
+            plain = text and text.isprintable() and not any(c.isspace() for c in text)
+            out += ("." if out else "") + (text if plain else repr(text))
     return out
 
 

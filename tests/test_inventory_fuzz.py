@@ -3,7 +3,7 @@ import copy
 from pathlib import Path
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from launcher.errors import InventoryError
@@ -59,6 +59,8 @@ def test_yaml_punctuation(text):
 
 @SETTINGS
 @given(values)
+@example({"\n": None})  # found by this test: a key that is a newline made a two-line message
+@example({" ": None, "a\tb": None, "": None})
 def test_any_document(doc):
     _load(_dump(doc))
 

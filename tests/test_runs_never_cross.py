@@ -59,6 +59,11 @@ def test_a_run_record_carries_a_random_token():
     assert len(a.token) == 32 and a.token != b.token
 
 
+# generated images: the launch reads no data path, so the launch lock is what decides, with or without
+# data/digits (made by make data) in this checkout
+GENERATED = ["--", "--generated_data", "true", "--generated_size", "96", "--num_workers", "0"]
+
+
 def _cli(args, home, runs, timeout=180):
     env = dict(os.environ, HOME=str(home), MAE_LAUNCH_RUNS_DIR=str(runs), OMP_NUM_THREADS="1", COLUMNS="200")
     return subprocess.run([sys.executable, "-m", "launcher", *args], capture_output=True, text=True, cwd=ROOT,
@@ -73,7 +78,7 @@ def test_a_second_launch_on_a_held_rendezvous_port_is_refused_and_a_stale_lock_t
     lock.write_text("run=holder-run\nsince=2026-01-01T00:00:00Z\ntoken=" + "a" * 32 + "\n")
     holder = _sleeper("holder-run", "a" * 32)  # the holder's run is alive
     try:
-        p = _cli(["pretrain", "--run-id", "second", "--detach"], home, runs)
+        p = _cli(["pretrain", "--run-id", "second", "--detach", *GENERATED], home, runs)
         assert p.returncode == 2, p.stdout + p.stderr
         assert p.stderr.splitlines() == [
             f"error: localhost: rendezvous port {inv.network.master_port} is in use by run holder-run (started "
@@ -83,7 +88,7 @@ def test_a_second_launch_on_a_held_rendezvous_port_is_refused_and_a_stale_lock_t
         holder.kill()
         holder.wait()
     # the holder is gone: its lock is stale and taken over, with a note
-    p = _cli(["pretrain", "--run-id", "third", "--detach", "--poll", "0.1"], home, runs)
+    p = _cli(["pretrain", "--run-id", "third", "--detach", "--poll", "0.1", *GENERATED], home, runs)
     try:
         assert "note: took over the launch lock of rendezvous port" in p.stdout and "from run holder-run" in p.stdout, \
             p.stdout + p.stderr
