@@ -77,8 +77,9 @@ def unanswered(run, job, host: str) -> str:
 
 
 def refresh(store: RunStore, records: list) -> None:
-    """Settle every live job of these runs (process groups; Slurm keeps its own account) from one
-    look at its hosts, all runs at once."""
+    """Settle the latest job of each run while it is recorded live (process groups; Slurm keeps its own
+    account) from one look at its hosts, all runs at once. Earlier jobs of a run were settled by the
+    follower that started the next one."""
     live = [(run, run.jobs[-1]) for run in records if run.jobs and run.jobs[-1].live and not run.jobs[-1].is_slurm]
 
     def one(pair):

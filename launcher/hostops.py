@@ -50,16 +50,17 @@ def lock_name(plan) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
-def lock(plan, run, ts: dict, release: bool = False) -> dict:
-    """Take (or give back) the job's launch lock on the controller; the template's key=value answer."""
+def lock(plan, run, ts: dict) -> dict:
+    """Take the job's launch lock on the controller; the template's key=value answer."""
     t = ts[plan.hosts[0].host.name]
     done = t.run_template("lock.sh.j2", timeout=remote.connect_timeout(t.host) + 30, check=True,
-                          lock_name=lock_name(plan), run_id=run.id, token=run.token, release=release)
+                          lock_name=lock_name(plan), run_id=run.id, token=run.token, release=False)
     return remote.parse_kv(done.stdout)
 
 
 def release(run, job, ts: dict) -> None:
-    """Give back the launch lock `job` took on its first host (a detached job that ended)."""
+    """Give back the launch lock `job` took on its first host (recorded as `job.lock`): when a followed
+    job ends, when `stop` stopped it, or when `status`/`runs` find a detached one ended."""
     t = ts[next(iter(job.hosts))]
     t.run_template("lock.sh.j2", timeout=remote.connect_timeout(t.host) + 30, check=True,
                    lock_name=job.lock, run_id=run.id, token=run.token, release=True)

@@ -118,7 +118,7 @@ def start_and_follow(con: Console, store: RunStore, run: RunRecord, plan, detach
         outcome = supervise.follow(run, job, ts, con, store, poll=poll, rendezvous_timeout=(
             plan.inventory.network.rendezvous_timeout if plan.mode == "torchrun" and len(plan.hosts) > 1 else None))
         with contextlib.suppress(remote.RemoteError):
-            hostops.lock(plan, run, ts, release=True)
+            hostops.release(run, job, ts)
     finally:
         remote.close_all(ts.values())
     if outcome.rc == 0:
